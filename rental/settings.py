@@ -1,0 +1,106 @@
+"""One typed place for every setting, read from the environment with local defaults.
+
+The same code then runs on a laptop, in CI, in docker compose and in the cloud: only the
+environment changes. Paths are made absolute here because Feast's DuckDB store and the broker
+resolve relative paths against whatever the working directory happens to be.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RENTAL_", extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(default=REPO_ROOT / "data", description="Parquet, registries, broker and Redis data.")
+
+    # Kafka: when KAFKA_BOOTSTRAP_SERVERS is set, that broker is used and none is started.
+    kafka_bootstrap_servers: str | None = Field(default=None, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_version: str = "4.1.1"
+    kafka_scala_version: str = "2.13"
+    kafka_heap: str = "-Xms256m -Xmx768m"
+
+    # Redis: when REDIS_URL is set, that server is used and none is started.
+    redis_url_env: str | None = Field(default=None, validation_alias="REDIS_URL")
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+
+    # Topics and their layout. Keys are item ids, so one item's events stay in one partition.
+    topic_bookings: str = "bookings"
+    topic_bookings_dlq: str = "bookings.dlq"
+    topic_predictions: str = "predictions"
+    topic_retrain_requests: str = "retrain-requests"
+    bookings_partitions: int = 6
+    predictions_partitions: int = 6
+    bookings_retention_ms: int = 30 * 24 * 3600 * 1000
+    dlq_retention_ms: int = 90 * 24 * 3600 * 1000
+    predictions_retention_ms: int = 14 * 24 * 3600 * 1000
+    retrain_retention_ms: int = 30 * 24 * 3600 * 1000
+
+    # MLflow: SQLite backend and local artifacts unless MLFLOW_TRACKING_URI names a server.
+    mlflow_tracking_uri_env: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
+    registered_model_name: str = "rental-price"
+    serving_alias: str = "champion"
+
+    # Simulator defaults.
+    seed: int = 42
+    currency: str = "GBP"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    # Derived values: computed from the fields above so they never disagree.
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def kafka_is_external(self) -> bool:
+        return self.kafka_bootstrap_servers is not None
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis_url_env or f"redis://{self.redis_host}:{self.redis_port}/0"
+
+    @property
+    def redis_is_external(self) -> bool:
+        return self.redis_url_env is not None
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri_env or f"sqlite:///{self.data_dir / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def services_dir(self) -> Path:
+        """Runtime state of the local services: pid files, logs, broker storage."""
+        return self.data_dir / "services"
+
+    @property
+    def simulation_dir(self) -> Path:
+        return self.data_dir / "simulation"
+
+    def topic_specs(self) -> dict[str, tuple[int, int]]:
+        """Topic name -> (partitions, retention in ms)."""
+        return {
+            self.topic_bookings: (self.bookings_partitions, self.bookings_retention_ms),
+            self.topic_bookings_dlq: (1, self.dlq_retention_ms),
+            self.topic_predictions: (self.predictions_partitions, self.predictions_retention_ms),
+            self.topic_retrain_requests: (1, self.retrain_retention_ms),
+        }
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

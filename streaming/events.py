@@ -1,0 +1,102 @@
+"""Booking events on the wire: one pydantic model per event type, validated on both ends.
+
+Producers build these models and call ``encode``; consumers call ``decode`` and get either a
+typed event or an ``EventError`` whose message names the field and the problem, ready to be
+written to the dead-letter topic next to the original payload.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
+MAX_RENTAL_DAYS = 60
+
+
+class EventError(ValueError):
+    """A payload that is not a valid event; the message says which field and why."""
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(min_length=1, max_length=128)
+    item_id: str = Field(min_length=1, max_length=64)
+    customer_id: str = Field(min_length=1, max_length=64)
+    booking_id: str = Field(min_length=1, max_length=128)
+    event_time: datetime
+
+    @field_validator("event_time")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("must carry a time zone (for example 2025-06-01T10:00:00Z)")
+        return value.astimezone(timezone.utc)
+
+
+class BookingCreated(_Event):
+    """A customer booked an item: the label (price paid) and the demand signal."""
+
+    event_type: Literal["booking_created"] = "booking_created"
+    rental_start: date
+    rental_days: int = Field(ge=1, le=MAX_RENTAL_DAYS)
+    price_per_day: float = Field(gt=0, lt=100_000, allow_inf_nan=False)
+    currency: str = Field(default="GBP", min_length=3, max_length=3)
+
+    @field_validator("rental_start")
+    @classmethod
+    def _not_before_booking(cls, value: date, info) -> date:
+        booked = info.data.get("event_time")
+        if booked is not None and value < booked.date():
+            raise ValueError(f"rental_start {value} is before the booking was made ({booked.date()})")
+        return value
+
+
+class BookingCancelled(_Event):
+    """A booking was cancelled; ``booking_id`` names the booking it cancels."""
+
+    event_type: Literal["booking_cancelled"] = "booking_cancelled"
+
+
+BookingEvent = Annotated[Union[BookingCreated, BookingCancelled], Field(discriminator="event_type")]
+_ADAPTER: TypeAdapter[BookingCreated | BookingCancelled] = TypeAdapter(BookingEvent)
+
+
+def encode(event: BookingCreated | BookingCancelled) -> bytes:
+    return event.model_dump_json().encode()
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem: ``field: message``, the way a person would want to read it."""
+    parts = []
+    for problem in error.errors():
+        where = ".".join(str(p) for p in problem["loc"]) or "payload"
+        parts.append(f"{where}: {problem['msg']}")
+    return "; ".join(parts)
+
+
+def decode(payload: bytes | str) -> BookingCreated | BookingCancelled:
+    """Parse and validate one event; raise ``EventError`` with a readable reason."""
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventError(f"malformed JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise EventError(f"payload: expected a JSON object, got {type(raw).__name__}")
+    version = raw.get("schema_version")
+    if version is None:
+        raise EventError("schema_version: field required")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise EventError(
+            f"schema_version: unsupported version {version!r} (supported: {sorted(SUPPORTED_SCHEMA_VERSIONS)})"
+        )
+    try:
+        return _ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        raise EventError(describe_validation_error(exc)) from None
