@@ -8,7 +8,7 @@ written to the dead-letter topic next to the original payload.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -37,7 +37,7 @@ class _Event(BaseModel):
     def _utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("must carry a time zone (for example 2025-06-01T10:00:00Z)")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
 
 class BookingCreated(_Event):

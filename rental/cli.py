@@ -1,0 +1,17 @@
+"""The `rental` command: one entry point for every part of the system."""
+
+from __future__ import annotations
+
+import typer
+
+from rental.services.cli import app as services_app
+from streaming.history_cli import app as history_app
+from streaming.simulator.cli import app as simulate_app
+
+app = typer.Typer(help="Real-time rental pricing for fashion rental platforms.", no_args_is_help=True)
+app.add_typer(services_app, name="services")
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(history_app, name="history")
+
+if __name__ == "__main__":
+    app()

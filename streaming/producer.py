@@ -1,0 +1,90 @@
+"""Publishing booking events to Kafka the way the rental app does: keyed by item, acks=all."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from kafka import KafkaProducer
+
+from rental.settings import Settings
+from streaming.events import BookingCancelled, BookingCreated, encode
+from streaming.simulator.live import LiveSimulator
+
+Event = BookingCreated | BookingCancelled
+
+
+def make_producer(settings: Settings, **overrides) -> KafkaProducer:
+    """acks=all so an acknowledged event survives a broker restart; key = item id keeps order."""
+    options = dict(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        linger_ms=5,
+        batch_size=64 * 1024,
+        retries=10,
+        max_in_flight_requests_per_connection=1,  # retries must not reorder an item's events
+        key_serializer=str.encode,
+        client_id="rental-producer",
+    )
+    options.update(overrides)
+    return KafkaProducer(**options)
+
+
+def send_events(
+    producer: KafkaProducer,
+    topic: str,
+    events: Iterable[Event],
+    rate: float | None = None,
+    on_sent: Callable[[int], None] | None = None,
+) -> int:
+    """Send events (at ``rate`` per second if given); return how many were sent and flushed."""
+    start = time.perf_counter()
+    sent = 0
+    for event in events:
+        if rate:
+            ahead = start + sent / rate - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
+        producer.send(topic, key=event.item_id, value=encode(event))
+        sent += 1
+        if on_sent and sent % 100 == 0:
+            on_sent(100)
+    producer.flush()
+    if on_sent:
+        on_sent(sent % 100)
+    return sent
+
+
+def stream_live(
+    producer: KafkaProducer,
+    topic: str,
+    simulator: LiveSimulator,
+    rate: float,
+    duration_s: float | None = None,
+    max_events: int | None = None,
+    on_sent: Callable[[int], None] | None = None,
+    tick_s: float = 0.05,
+) -> dict[str, int]:
+    """New bookings at ``rate`` per second, stamped with the wall clock, until time or count is up."""
+    if duration_s is None and max_events is None:
+        raise ValueError("stream_live needs a duration or a maximum number of events")
+    counts = {"booking_created": 0, "booking_cancelled": 0}
+    start = time.perf_counter()
+    made = 0
+    while True:
+        elapsed = time.perf_counter() - start
+        if (duration_s is not None and elapsed >= duration_s) or (max_events is not None and made >= max_events):
+            break
+        due = int(rate * elapsed) - made
+        if max_events is not None:
+            due = min(due, max_events - made)
+        for event in simulator.batch(datetime.now(UTC), max(due, 0)):
+            producer.send(topic, key=event.item_id, value=encode(event))
+            counts[event.event_type] += 1
+        made += max(due, 0)
+        if on_sent and due > 0:
+            on_sent(due)
+        time.sleep(tick_s)
+    producer.flush()
+    return counts

@@ -1,0 +1,86 @@
+"""A user's own history loads through the same schema as the simulator's, bad rows named."""
+
+import pandas as pd
+import pytest
+
+from streaming.tables import TableError, history_paths, load_history, write_history
+
+
+@pytest.fixture()
+def user_files(tmp_path, small_history):
+    """The small simulated history as a user would export it: CSV, naive UTC timestamps."""
+    items = small_history.items.drop(columns=["units"])
+    customers = small_history.customers.drop(columns=["preferred_category", "signup_date"])
+    bookings = small_history.bookings.drop(columns=["expected_price_per_day", "recent_bookings_30d"]).head(2_000)
+    bookings = bookings.assign(event_time=bookings["event_time"].dt.tz_localize(None))
+    paths = {}
+    for name, frame in (("items", items), ("customers", customers), ("bookings", bookings)):
+        paths[name] = tmp_path / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    return paths
+
+
+def _edit_csv(path, row, column, value):
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[row - 1, column] = value
+    frame.to_csv(path, index=False)
+
+
+def test_user_csv_loads_and_matches_the_simulated_tables(user_files, small_history, tmp_path):
+    history = load_history(user_files["items"], user_files["customers"], user_files["bookings"])
+    assert len(history.items) == len(small_history.items)
+    expected = small_history.bookings.head(2_000).reset_index(drop=True)
+    pd.testing.assert_series_equal(history.bookings["event_time"], expected["event_time"], check_dtype=False)
+    assert history.bookings["price_per_day"].tolist() == expected["price_per_day"].tolist()
+    assert (history.items["units"] == 1).all()  # filled in when a catalogue has none
+    write_history(history, tmp_path / "out")
+    again = load_history(*history_paths(tmp_path / "out"))
+    assert again.bookings["booking_id"].tolist() == history.bookings["booking_id"].tolist()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("price_per_day", "-3", "row 17 (line 18), column price_per_day: must be > 0 (got -3.0)"),
+        ("price_per_day", "cheap", "row 17 (line 18), column price_per_day: not a number (got 'cheap')"),
+        ("rental_days", "2.5", "row 17 (line 18), column rental_days: not a whole number (got '2.5')"),
+        ("rental_days", "0", "row 17 (line 18), column rental_days: must be >= 1"),
+        (
+            "event_time",
+            "yesterday",
+            "row 17 (line 18), column event_time: not a timestamp (use ISO 8601) (got 'yesterday')",
+        ),
+        ("item_id", "", "row 17 (line 18), column item_id: missing value"),
+        ("item_id", "item_999999", "row 17 (line 18), column item_id: unknown item (got 'item_999999')"),
+        ("rental_start", "2000-01-01", "row 17 (line 18), column rental_start: before the booking's event_time"),
+    ],
+)
+def test_a_bad_booking_row_is_reported_with_its_row_and_column(user_files, column, value, message):
+    _edit_csv(user_files["bookings"], 17, column, value)
+    with pytest.raises(TableError) as error:
+        load_history(user_files["items"], user_files["customers"], user_files["bookings"])
+    assert message in str(error.value)
+    assert "bookings.csv" in str(error.value)
+
+
+def test_bad_catalogue_values_and_missing_columns_are_named(user_files):
+    _edit_csv(user_files["items"], 3, "condition", "like new")
+    with pytest.raises(TableError, match=r"items.csv row 3 \(line 4\), column condition: must be one of"):
+        load_history(user_files["items"], user_files["customers"], user_files["bookings"])
+    frame = pd.read_csv(user_files["items"]).drop(columns=["retail_price"])
+    frame.to_csv(user_files["items"], index=False)
+    with pytest.raises(TableError, match=r"items.csv: missing column\(s\) \['retail_price'\]"):
+        load_history(user_files["items"], user_files["customers"], user_files["bookings"])
+
+
+def test_quarantine_sets_bad_rows_aside_with_their_reason_and_keeps_the_rest(user_files, tmp_path):
+    _edit_csv(user_files["bookings"], 5, "price_per_day", "-1")
+    _edit_csv(user_files["bookings"], 9, "item_id", "item_999999")
+    history = load_history(user_files["items"], user_files["customers"], user_files["bookings"], quarantine=True)
+    assert len(history.bookings) == 1_998
+    rejected = history.rejected["bookings"]
+    assert len(rejected) == 2
+    assert any("price_per_day: must be > 0" in r for r in rejected["reason"])
+    assert any("item_id: unknown item" in r for r in rejected["reason"])
+    paths = write_history(history, tmp_path / "q")
+    assert len(pd.read_csv(paths["rejected_bookings"])) == 2
