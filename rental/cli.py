@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from rental.services.cli import app as services_app
+from streaming.features.cli import app as features_app
 from streaming.history_cli import app as history_app
 from streaming.simulator.cli import app as simulate_app
 
@@ -12,6 +13,7 @@ app = typer.Typer(help="Real-time rental pricing for fashion rental platforms.",
 app.add_typer(services_app, name="services")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(history_app, name="history")
+app.add_typer(features_app, name="features")
 
 if __name__ == "__main__":
     app()

@@ -7,6 +7,7 @@ resolve relative paths against whatever the working directory happens to be.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,10 +17,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def _default_cache_dir() -> Path:
+    """Downloads that must survive a wipe of data_dir (the broker jars): the user's cache."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rental-pricing"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RENTAL_", extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(default=REPO_ROOT / "data", description="Parquet, registries, broker and Redis data.")
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="Fetched jars; kept across data wipes.")
 
     # Kafka: when KAFKA_BOOTSTRAP_SERVERS is set, that broker is used and none is started.
     kafka_bootstrap_servers: str | None = Field(default=None, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
@@ -29,11 +36,19 @@ class Settings(BaseSettings):
     kafka_version: str = "4.1.1"
     kafka_scala_version: str = "2.13"
     kafka_heap: str = "-Xms256m -Xmx768m"
+    kafka_auto_create_topics: bool = False
+    kafka_start_timeout_s: float = 90.0
+    kafka_stop_timeout_s: float = 30.0
+    java_bin: str = "java"
+    mvn_bin: str = "mvn"
 
     # Redis: when REDIS_URL is set, that server is used and none is started.
     redis_url_env: str | None = Field(default=None, validation_alias="REDIS_URL")
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
+    redis_server_bin: str = "redis-server"
+    redis_start_timeout_s: float = 20.0
+    redis_stop_timeout_s: float = 20.0
 
     # Topics and their layout. Keys are item ids, so one item's events stay in one partition.
     topic_bookings: str = "bookings"
@@ -56,7 +71,7 @@ class Settings(BaseSettings):
     seed: int = 42
     currency: str = "GBP"
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "cache_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
@@ -88,8 +103,28 @@ class Settings(BaseSettings):
         return self.data_dir / "services"
 
     @property
+    def kafka_dir(self) -> Path:
+        """The local broker's config, KRaft storage, log and pid file."""
+        return self.services_dir / "kafka"
+
+    @property
+    def kafka_lib_dir(self) -> Path:
+        """Jars of the pinned broker release, fetched once by mvn and reused across data wipes."""
+        return self.cache_dir / f"kafka_{self.kafka_scala_version}-{self.kafka_version}" / "lib"
+
+    @property
+    def redis_dir(self) -> Path:
+        """The local Redis's config, data files, log and pid file."""
+        return self.services_dir / "redis"
+
+    @property
     def simulation_dir(self) -> Path:
         return self.data_dir / "simulation"
+
+    @property
+    def offline_dir(self) -> Path:
+        """The Parquet offline store: one folder per feature view, partitioned by day."""
+        return self.data_dir / "offline"
 
     def topic_specs(self) -> dict[str, tuple[int, int]]:
         """Topic name -> (partitions, retention in ms)."""

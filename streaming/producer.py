@@ -22,8 +22,8 @@ def make_producer(settings: Settings, **overrides) -> KafkaProducer:
         acks="all",
         linger_ms=5,
         batch_size=64 * 1024,
-        retries=10,
-        max_in_flight_requests_per_connection=1,  # retries must not reorder an item's events
+        enable_idempotence=True,  # retries neither duplicate nor reorder an item's events
+        compression_type="lz4",
         key_serializer=str.encode,
         client_id="rental-producer",
     )

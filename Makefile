@@ -1,0 +1,68 @@
+# The two commands: `make demo` and `make test`. Both install what they need first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV_VERSION := 0.13.8
+UV := python3 -m uv
+VENV := .venv
+PY := $(VENV)/bin/python
+RENTAL := $(VENV)/bin/rental
+PYTEST_ARGS ?=
+
+.PHONY: help install python-deps system-deps services-up services-down services-status \
+        demo test test-unit test-integration lint format bench-kafka clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+install: python-deps system-deps ## locked Python environment, Redis and the pinned Kafka jars
+
+python-deps: $(VENV)/.installed
+$(VENV)/.installed: uv.lock pyproject.toml
+	@$(UV) --version 2>/dev/null | grep -q "$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --frozen
+	@touch $@
+
+system-deps: python-deps
+	$(RENTAL) services install
+
+services-up: install ## start Kafka (KRaft) and Redis unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL name others
+	$(RENTAL) services up
+
+services-down: python-deps ## stop the services this project started
+	$(RENTAL) services down
+
+services-status: python-deps ## what runs where
+	$(RENTAL) services status
+
+demo: services-up ## the whole system end to end on its defaults
+	$(RENTAL) simulate history
+	$(RENTAL) history summary
+	$(RENTAL) features backfill
+	$(RENTAL) features apply
+	$(RENTAL) features materialize --full
+	$(RENTAL) features show
+	$(RENTAL) simulate stream --rate 200 --duration 5
+	$(RENTAL) services status
+
+test: install ## every test: unit, then integration against the real broker and Redis
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: python-deps ## fast tests of pure logic, no services
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install ## tests against the real Kafka broker and Redis
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+lint: python-deps ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: python-deps ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench-kafka: services-up ## producer and consumer throughput against the local broker (one JSON line)
+	$(PY) -m rental.bench.kafka_bench
+
+clean: services-down ## stop services and remove generated data (fetched jars stay cached)
+	rm -rf data .pytest_cache .ruff_cache

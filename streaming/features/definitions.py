@@ -1,0 +1,92 @@
+"""What each feature means: the windows, the measures an event adds, and the row they make.
+
+Item popularity, category season and customer history are all windowed sums over booking
+events (``windows.py``); this module turns sums into the feature values the model reads.
+Money is summed in pence and days in whole days, so every sum is an exact integer. Times in
+rows are integer microseconds since the epoch (UTC); writers turn them into timestamps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from streaming.features.windows import DAY_US, EntityState, Spec
+
+ITEM_WINDOWS_US = (7 * DAY_US, 30 * DAY_US)
+CATEGORY_WINDOWS_US = (7 * DAY_US, 365 * DAY_US)
+CUSTOMER_WINDOWS_US = (365 * DAY_US,)
+
+# Measures per event. Item: bookings, revenue (pence), price per day (pence), rented days,
+# cancellations. Category: bookings. Customer: bookings, price per day (pence), retail price
+# of the item (pounds), cancellations.
+ITEM_MEASURES = 5
+CATEGORY_MEASURES = 1
+CUSTOMER_MEASURES = 4
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def timestamp(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def _ratio(numerator: float, denominator: float, scale: float = 1.0) -> float | None:
+    return None if denominator == 0 else numerator / denominator / scale
+
+
+def item_popularity_spec(units: Mapping[str, int]) -> Spec:
+    """Bookings, revenue and cancellations over 7 and 30 days, utilisation, last booking."""
+
+    def row(item_id: Hashable, at_us: int, sums: list[list[int]], state: EntityState) -> dict:
+        week, month = sums
+        return {
+            "item_id": item_id,
+            "event_timestamp": at_us,
+            "bookings_7d": week[0],
+            "bookings_30d": month[0],
+            "revenue_7d": week[1] / 100,
+            "revenue_30d": month[1] / 100,
+            "avg_price_30d": _ratio(month[2], month[0], 100),
+            "utilisation_30d": month[3] / (units.get(item_id, 1) * 30),
+            "cancellations_30d": month[4],
+            "last_booking_at": state.last_event_us if state.last_event_us >= 0 else None,
+        }
+
+    return Spec("item_popularity", ITEM_WINDOWS_US, ITEM_MEASURES, row)
+
+
+def category_season_spec() -> Spec:
+    """Recent demand of a category against its long-run level (1.0 = a normal week)."""
+
+    def row(category: Hashable, at_us: int, sums: list[list[int]], state: EntityState) -> dict:
+        week, year = sums[0][0], sums[1][0]
+        # Before a year of history exists, the long-run level is the history there is.
+        span_days = min(365.0, max(7.0, (at_us - state.first_event_us) / DAY_US))
+        return {
+            "category": category,
+            "event_timestamp": at_us,
+            "category_bookings_7d": week,
+            "category_bookings_365d": year,
+            "category_demand_index": _ratio(week / 7, year / span_days),
+        }
+
+    return Spec("category_season", CATEGORY_WINDOWS_US, CATEGORY_MEASURES, row)
+
+
+def customer_history_spec() -> Spec:
+    """What a customer usually pays and rents, over the last year."""
+
+    def row(customer_id: Hashable, at_us: int, sums: list[list[int]], state: EntityState) -> dict:
+        (year,) = sums
+        return {
+            "customer_id": customer_id,
+            "event_timestamp": at_us,
+            "customer_bookings_365d": year[0],
+            "customer_avg_price_365d": _ratio(year[1], year[0], 100),
+            "customer_avg_retail_365d": _ratio(year[2], year[0]),
+            "customer_cancellations_365d": year[3],
+        }
+
+    return Spec("customer_history", CUSTOMER_WINDOWS_US, CUSTOMER_MEASURES, row)

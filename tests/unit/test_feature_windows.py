@@ -1,0 +1,161 @@
+"""Window arithmetic: (t - window, t], decay by expiry rows, late events, de-duplication."""
+
+import random
+
+import pytest
+
+from streaming.features.pipeline import CANCELLED, CREATED, Catalogue, FeaturePipeline, UnknownItem
+from streaming.features.windows import DAY_US, Deduplicator, EntityState, Spec, WindowEngine
+
+WEEK, MONTH = 7 * DAY_US, 30 * DAY_US
+
+
+def _row(key, at_us, sums, state: EntityState):
+    return {"key": key, "at": at_us, "week": sums[0][0], "month": sums[1][0], "amount": sums[1][1]}
+
+
+def _engine():
+    return WindowEngine(Spec("test", (WEEK, MONTH), 2, _row))
+
+
+def _value_at(rows, key, t):
+    """What a point-in-time read returns: the latest row at or before t."""
+    before = [r for r in rows if r["key"] == key and r["at"] <= t]
+    return max(before, key=lambda r: r["at"]) if before else None
+
+
+def test_an_event_counts_from_its_time_and_leaves_exactly_one_window_later():
+    engine = _engine()
+    engine.apply("a", 10 * DAY_US, (1, 500))
+    engine.advance(100 * DAY_US)
+    rows = engine.take_rows()
+    assert [(r["at"], r["week"], r["month"]) for r in rows] == [
+        (10 * DAY_US, 1, 1),  # counted at its own time: (t - w, t] includes t
+        (17 * DAY_US, 0, 1),  # gone from the week exactly 7 days later
+        (40 * DAY_US, 0, 0),  # and from the month 30 days later: decayed with no new events
+    ]
+    assert _value_at(rows, "a", 17 * DAY_US - 1)["week"] == 1
+    assert _value_at(rows, "a", 17 * DAY_US)["week"] == 0
+
+
+def test_expiry_and_event_at_the_same_instant_expiry_first():
+    engine = _engine()
+    engine.apply("a", 0, (1, 1))
+    engine.apply("a", WEEK, (1, 1))  # the first leaves the week as the second arrives
+    rows = engine.take_rows()
+    assert rows[-1]["week"] == 1 and rows[-1]["month"] == 2
+    assert len({r["at"] for r in rows}) == len(rows)  # every row of an entity has its own time
+
+
+def test_rows_of_one_entity_have_strictly_increasing_times():
+    engine = _engine()
+    for _ in range(3):
+        engine.apply("a", 5 * DAY_US, (1, 1))  # three events at the same microsecond
+    times = [r["at"] for r in engine.take_rows()]
+    assert times == sorted(set(times)) and times[0] == 5 * DAY_US and times[-1] == 5 * DAY_US + 2
+
+
+def test_late_event_counts_where_it_still_falls_and_is_stamped_with_the_clock():
+    engine = _engine()
+    engine.apply("b", 20 * DAY_US, (1, 1))  # another entity moves the clock to day 20
+    engine.apply("a", 10 * DAY_US, (1, 7))  # ten days late: outside the week, inside the month
+    row = engine.take_rows()[-1]
+    assert (row["at"], row["week"], row["month"], row["amount"]) == (20 * DAY_US, 0, 1, 7)
+    assert engine.late == 1
+    engine.advance(40 * DAY_US)
+    assert engine.take_rows()[-1]["month"] == 0  # it leaves the month at its own time + 30 days
+
+
+def _brute(events, key, t, window):
+    return sum(m[0] for k, et, m in events if k == key and t - window < et <= t)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_every_row_equals_a_brute_force_count_at_its_time(seed):
+    rnd = random.Random(seed)
+    events = sorted(
+        ((rnd.choice("abc"), rnd.randrange(0, 120 * DAY_US), (1, rnd.randrange(100))) for _ in range(400)),
+        key=lambda e: e[1],
+    )
+    engine = _engine()
+    for key, t, measures in events:
+        engine.apply(key, t, measures)
+    engine.advance(200 * DAY_US)
+    rows = engine.take_rows()
+    for _ in range(300):  # random instants: the latest row equals the definition there
+        key, t = rnd.choice("abc"), rnd.randrange(0, 200 * DAY_US)
+        row = _value_at(rows, key, t)
+        if row is None:
+            assert _brute(events, key, t, MONTH) == 0
+            continue
+        assert row["week"] == _brute(events, key, t, WEEK)
+        assert row["month"] == _brute(events, key, t, MONTH)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_final_values_do_not_depend_on_arrival_order(seed):
+    """Partitions interleave differently on every run; the values at the end must not."""
+    rnd = random.Random(seed)
+    events = [(rnd.choice("abcd"), rnd.randrange(0, 90 * DAY_US), (1, rnd.randrange(1000))) for _ in range(500)]
+    in_order, shuffled = _engine(), _engine()
+    for key, t, m in sorted(events, key=lambda e: e[1]):
+        in_order.apply(key, t, m)
+    # Keep each key's own events in order (one partition per key), interleave keys at random.
+    by_key = {k: sorted((e for e in events if e[0] == k), key=lambda e: e[1]) for k in "abcd"}
+    while any(by_key.values()):
+        k = rnd.choice([k for k, v in by_key.items() if v])
+        key, t, m = by_key[k].pop(0)
+        shuffled.apply(key, t, m)
+    end = 95 * DAY_US
+    in_order.advance(end)
+    shuffled.advance(end)
+    for key in "abcd":
+        a, b = in_order.values(key), shuffled.values(key)
+        assert {k: v for k, v in a.items() if k != "at"} == {k: v for k, v in b.items() if k != "at"}
+
+
+def test_deduplicator_forgets_after_its_horizon():
+    dedup = Deduplicator(horizon_us=10)
+    assert dedup.first_time("e1", 0)
+    assert not dedup.first_time("e1", 5)
+    assert dedup.duplicates == 1
+    dedup.forget_before(11)
+    assert len(dedup) == 0 and dedup.first_time("e1", 12)
+
+
+def _pipeline():
+    catalogue = Catalogue(
+        category={"i1": "dress", "i2": "bag"}, retail={"i1": 300, "i2": 900}, units={"i1": 2, "i2": 1}
+    )
+    return FeaturePipeline(catalogue)
+
+
+def test_pipeline_turns_bookings_and_cancellations_into_all_three_views():
+    p = _pipeline()
+    p.process(CREATED, "e1", "i1", "c1", DAY_US, price_pence=2550, rental_days=4)
+    p.process(CREATED, "e2", "i1", "c2", 2 * DAY_US, price_pence=3050, rental_days=2)
+    p.process(CANCELLED, "e3", "i1", "c1", 3 * DAY_US)
+    rows = p.take_rows()
+    item = rows["item_popularity"][-1]
+    assert (item["bookings_7d"], item["bookings_30d"], item["cancellations_30d"]) == (2, 2, 1)
+    assert item["revenue_30d"] == pytest.approx((2550 * 4 + 3050 * 2) / 100)
+    assert item["avg_price_30d"] == pytest.approx(28.0)
+    assert item["utilisation_30d"] == pytest.approx(6 / (2 * 30))
+    assert item["last_booking_at"] == 2 * DAY_US  # the cancellation is not a booking
+    assert rows["category_season"][-1]["category_bookings_7d"] == 2
+    customer = rows["customer_history"][-1]
+    assert (customer["customer_id"], customer["customer_bookings_365d"], customer["customer_cancellations_365d"]) == (
+        "c1",
+        1,
+        1,
+    )
+    assert customer["customer_avg_retail_365d"] == 300
+
+
+def test_pipeline_drops_a_redelivered_event_and_rejects_an_unknown_item():
+    p = _pipeline()
+    assert p.process(CREATED, "e1", "i1", "c1", DAY_US, 1000, 1)
+    assert not p.process(CREATED, "e1", "i1", "c1", DAY_US, 1000, 1)
+    assert p.take_rows()["item_popularity"][-1]["bookings_7d"] == 1
+    with pytest.raises(UnknownItem):
+        p.process(CREATED, "e9", "nope", "c1", DAY_US, 1000, 1)
