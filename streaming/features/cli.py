@@ -70,7 +70,7 @@ def materialize(
 
 @app.command()
 def show(
-    item_id: Annotated[Optional[str], typer.Argument(help="Default: the history's most booked item.")] = None,
+    item_id: Annotated[str | None, typer.Argument(help="Default: the history's most booked item.")] = None,
     customer_id: Annotated[str | None, typer.Option(help="Also show this customer's features.")] = None,
 ) -> None:
     """An item's online features, read through Feast from Redis, as the pricing service sees them."""
