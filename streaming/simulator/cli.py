@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rental.settings import get_settings
+from streaming.events import describe_validation_error
 from streaming.simulator.shifts import Shifts
 from streaming.simulator.world import SimulationConfig, World
 from streaming.tables import history_paths, read_table, write_history
@@ -64,9 +66,23 @@ def history(
     """Write catalogue, customers and booking history to Parquet."""
     from streaming.simulator.history import simulate
 
-    cfg = _config(
-        seed, items, customers, days, bookings, end, inflation, trend_category, trend_factor, off_season, shift_start
-    )
+    try:
+        cfg = _config(
+            seed,
+            items,
+            customers,
+            days,
+            bookings,
+            end,
+            inflation,
+            trend_category,
+            trend_factor,
+            off_season,
+            shift_start,
+        )
+    except ValidationError as exc:
+        console.print(f"[red]invalid options:[/red] {describe_validation_error(exc)}")
+        raise typer.Exit(2) from None
     out = out or get_settings().simulation_dir
     with _progress() as progress:
         task = progress.add_task("simulating bookings (items)", total=cfg.items)
