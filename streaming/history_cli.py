@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,7 @@ from rental.settings import get_settings
 from streaming.tables import TableError, history_paths, load_history, write_history
 
 app = typer.Typer(help="Booking history: load your own, or summarise one.", no_args_is_help=True)
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)  # a log keeps the whole table
 
 
 @app.command()

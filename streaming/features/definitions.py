@@ -62,8 +62,9 @@ def category_season_spec() -> Spec:
 
     def row(category: Hashable, at_us: int, sums: list[list[int]], state: EntityState) -> dict:
         week, year = sums[0][0], sums[1][0]
-        # Before a year of history exists, the long-run level is the history there is.
-        span_days = min(365.0, max(7.0, (at_us - state.first_event_us) / DAY_US))
+        # Before a year of history exists, the long-run level is the history there is, in
+        # whole days: it changes at midnight, when the spec's daily tick writes a row.
+        span_days = min(365, max(7, at_us // DAY_US - state.first_event_us // DAY_US))
         return {
             "category": category,
             "event_timestamp": at_us,
@@ -72,7 +73,7 @@ def category_season_spec() -> Spec:
             "category_demand_index": _ratio(week / 7, year / span_days),
         }
 
-    return Spec("category_season", CATEGORY_WINDOWS_US, CATEGORY_MEASURES, row)
+    return Spec("category_season", CATEGORY_WINDOWS_US, CATEGORY_MEASURES, row, tick_us=DAY_US)
 
 
 def customer_history_spec() -> Spec:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 US = 1_000_000
 DAY_US = 86_400 * US
+EXPIRY, TICK = 0, 1  # timer kinds; at the same instant expiries fire first
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class Spec:
     n_measures: int
     # Builds a feature row from (entity key, row time, sums per window, entity state).
     row: Callable[[Hashable, int, list[list[int]], EntityState], dict]
+    # A row at every multiple of this period (UTC midnights for a day) while the entity has
+    # events in its longest window: for values that change with the calendar, not only with
+    # events (a long-run level over the history seen so far).
+    tick_us: int | None = None
 
     def __post_init__(self):
         if list(self.windows_us) != sorted(self.windows_us):
@@ -57,6 +62,7 @@ class EntityState:
     heads: list[int] = field(default_factory=list)  # per window: index of its oldest event
     sums: list[list[int]] = field(default_factory=list)
     last_row_us: int = -1
+    next_tick_us: int = -1  # the calendar row already scheduled, if any
     last_event_us: int = -1  # latest event whose first measure (its count) is positive: a booking
     first_event_us: int = -1  # earliest event time ever (how much history a long-run level has)
 
@@ -68,7 +74,7 @@ class WindowEngine:
         self.spec = spec
         self.clock_us = -1
         self.entities: dict[Hashable, EntityState] = {}
-        self._timers: list[tuple[int, Hashable]] = []  # (expiry time, entity)
+        self._timers: list[tuple[int, int, Hashable]] = []  # (time, EXPIRY or TICK, entity)
         self.rows: list[dict] = []
         self.late = 0
 
@@ -89,10 +95,18 @@ class WindowEngine:
         """Move the clock to ``to_us`` (never back), firing every expiry on the way in order."""
         timers = self._timers
         while timers and timers[0][0] <= to_us:
-            at, key = heapq.heappop(timers)
+            at, kind, key = heapq.heappop(timers)
             state = self.entities[key]
-            if self._expire(state, at):
-                self._emit(key, state, at)
+            if kind == EXPIRY:
+                if self._expire(state, at):
+                    self._emit(key, state, at)
+            else:
+                self._expire(state, at)
+                if state.last_row_us < at:
+                    self._emit(key, state, at)
+                state.next_tick_us = -1
+                if state.heads[-1] < len(state.times):
+                    self._schedule_tick(key, state, at)
         if to_us > self.clock_us:
             self.clock_us = to_us
 
@@ -128,13 +142,20 @@ class WindowEngine:
                 sums = state.sums[w]
                 for m, value in enumerate(measures):
                     sums[m] += value
-                heapq.heappush(self._timers, (time_us + window, key))
+                heapq.heappush(self._timers, (time_us + window, EXPIRY, key))
             else:  # already outside this window: step the head past it
                 state.heads[w] += 1
         if measures[0] > 0:
             state.last_event_us = max(state.last_event_us, time_us)
+        if self.spec.tick_us and state.next_tick_us < 0:
+            self._schedule_tick(key, state, self.clock_us)
         if state.first_event_us < 0 or time_us < state.first_event_us:
             state.first_event_us = time_us
+
+    def _schedule_tick(self, key: Hashable, state: EntityState, after_us: int) -> None:
+        tick = self.spec.tick_us
+        state.next_tick_us = (after_us // tick + 1) * tick
+        heapq.heappush(self._timers, (state.next_tick_us, TICK, key))
 
     def _expire(self, state: EntityState, at_us: int) -> bool:
         """Drop from each window the events at or before ``at - window``; True if any left."""

@@ -159,3 +159,25 @@ def test_pipeline_drops_a_redelivered_event_and_rejects_an_unknown_item():
     assert p.take_rows()["item_popularity"][-1]["bookings_7d"] == 1
     with pytest.raises(UnknownItem):
         p.process(CREATED, "e9", "nope", "c1", DAY_US, 1000, 1)
+
+
+def test_category_rows_tick_at_midnight_so_a_calendar_based_value_is_exact_between_rows():
+    from streaming.features.definitions import category_season_spec
+
+    rnd = random.Random(3)
+    spec = category_season_spec()
+    engine = WindowEngine(spec)
+    times = sorted(rnd.randrange(0, 60 * DAY_US) for _ in range(300))
+    for t in times:
+        engine.apply("dress", t, (1,))
+    engine.advance(70 * DAY_US)
+    rows = [dict(r, key=r["category"], at=r["event_timestamp"]) for r in engine.take_rows()]
+    assert any(r["at"] % DAY_US == 0 for r in rows)  # midnight rows exist
+    for _ in range(200):
+        t = rnd.randrange(times[0], 70 * DAY_US)
+        row = _value_at(rows, "dress", t)
+        week = sum(1 for x in times if t - 7 * DAY_US < x <= t)
+        year = sum(1 for x in times if x <= t)
+        span = min(365, max(7, t // DAY_US - times[0] // DAY_US))
+        assert row["category_bookings_7d"] == week
+        assert row["category_demand_index"] == pytest.approx((week / 7) / (year / span))
