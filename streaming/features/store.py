@@ -17,7 +17,7 @@ import yaml
 from feast import FeatureService, FeatureStore
 from feast.repo_config import RepoConfig
 
-from rental.settings import REPO_ROOT, Settings
+from rental.settings import REPO_ROOT, Settings, get_settings
 
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 FEATURE_SERVICE = "rental_price_v1"
@@ -49,15 +49,25 @@ def feature_store(settings: Settings) -> FeatureStore:
 
 
 @contextmanager
-def _in_repo():
-    """Feast imports the repo's modules by name from the working directory."""
-    cwd, path = os.getcwd(), list(sys.path)
+def _repo_for(settings: Settings):
+    """Feast imports the repo's modules by name, and they read paths from settings: import them
+    afresh, with the environment pointing at these settings."""
+    cwd, path, env = os.getcwd(), list(sys.path), os.environ.get("RENTAL_DATA_DIR")
     sys.path.insert(0, str(FEATURE_REPO))
+    os.environ["RENTAL_DATA_DIR"] = str(settings.data_dir)
+    get_settings.cache_clear()
+    for module in [m for m in sys.modules if (FEATURE_REPO / f"{m}.py").exists()]:
+        del sys.modules[module]
     try:
         yield
     finally:
         os.chdir(cwd)
         sys.path[:] = path
+        if env is None:
+            os.environ.pop("RENTAL_DATA_DIR", None)
+        else:
+            os.environ["RENTAL_DATA_DIR"] = env
+        get_settings.cache_clear()
 
 
 def apply(settings: Settings) -> None:
@@ -65,7 +75,7 @@ def apply(settings: Settings) -> None:
     from feast.repo_operations import apply_total
 
     (settings.data_dir / "feast").mkdir(parents=True, exist_ok=True)
-    with _in_repo():
+    with _repo_for(settings):
         # Feast cannot validate a glob path (it warns for each); the writer owns these folders.
         apply_total(repo_config(settings), Path(FEATURE_REPO), skip_source_validation=True)
 
