@@ -8,6 +8,7 @@ resolve relative paths against whatever the working directory happens to be.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -55,12 +56,27 @@ class Settings(BaseSettings):
     topic_bookings_dlq: str = "bookings.dlq"
     topic_predictions: str = "predictions"
     topic_retrain_requests: str = "retrain-requests"
+    # Bookings re-keyed by customer and by category, so customer and category features are
+    # each computed by the one consumer that owns the key (a repartition, as Kafka Streams does).
+    topic_bookings_by_customer: str = "bookings.by-customer"
+    topic_bookings_by_category: str = "bookings.by-category"
+    category_partitions: int = 3
     bookings_partitions: int = 6
     predictions_partitions: int = 6
     bookings_retention_ms: int = 30 * 24 * 3600 * 1000
     dlq_retention_ms: int = 90 * 24 * 3600 * 1000
     predictions_retention_ms: int = 14 * 24 * 3600 * 1000
     retrain_retention_ms: int = 30 * 24 * 3600 * 1000
+
+    # The feature consumer.
+    consumer_group_prefix: str = "features"
+    stream_max_poll_records: int = 5_000
+    stream_poll_timeout_ms: int = 100
+    checkpoint_every_s: float = Field(default=10.0, gt=0, description="state saved and offsets committed")
+    stream_now: datetime | None = Field(
+        default=None, description="Replays and tests: the 'now' windows decay to when the stream is idle."
+    )
+    history_dir_env: Path | None = Field(default=None, validation_alias="RENTAL_HISTORY_DIR")
 
     # MLflow: SQLite backend and local artifacts unless MLFLOW_TRACKING_URI names a server.
     mlflow_tracking_uri_env: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
@@ -122,6 +138,16 @@ class Settings(BaseSettings):
         return self.data_dir / "simulation"
 
     @property
+    def history_dir(self) -> Path:
+        """Where the catalogue, customers and booking history are read from."""
+        return self.history_dir_env or self.simulation_dir
+
+    @property
+    def state_dir(self) -> Path:
+        """Checkpoints of the feature consumer's window state, per stage and partition."""
+        return self.data_dir / "stream_state"
+
+    @property
     def offline_dir(self) -> Path:
         """The Parquet offline store: one folder per feature view, partitioned by day."""
         return self.data_dir / "offline"
@@ -133,6 +159,8 @@ class Settings(BaseSettings):
             self.topic_bookings_dlq: (1, self.dlq_retention_ms),
             self.topic_predictions: (self.predictions_partitions, self.predictions_retention_ms),
             self.topic_retrain_requests: (1, self.retrain_retention_ms),
+            self.topic_bookings_by_customer: (self.bookings_partitions, self.bookings_retention_ms),
+            self.topic_bookings_by_category: (self.category_partitions, self.bookings_retention_ms),
         }
 
 

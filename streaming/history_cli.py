@@ -23,7 +23,7 @@ def load(
     items: Annotated[Path, typer.Option(exists=True, help="Catalogue, CSV or Parquet.")],
     customers: Annotated[Path, typer.Option(exists=True, help="Customers, CSV or Parquet.")],
     bookings: Annotated[Path, typer.Option(exists=True, help="Bookings, CSV or Parquet.")],
-    out: Annotated[Path | None, typer.Option(help="Default: <data dir>/history.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Default: where the pipeline reads (RENTAL_HISTORY_DIR).")] = None,
     quarantine: Annotated[bool, typer.Option(help="Set bad rows aside in rejected_*.csv instead of failing.")] = False,
 ) -> None:
     """Check your catalogue, customers and bookings and write them where the pipeline reads."""
@@ -32,7 +32,7 @@ def load(
     except TableError as exc:
         console.print(f"[red]rejected:[/red] {exc}")
         raise typer.Exit(2) from None
-    out = out or get_settings().data_dir / "history"
+    out = out or get_settings().history_dir
     paths = write_history(history, out)
     console.print(f"wrote {len(history.items):,} items, {len(history.customers):,} customers, "
                   f"{len(history.bookings):,} bookings to {out}")  # fmt: skip
@@ -46,7 +46,7 @@ def load(
 @app.command()
 def summary(directory: Annotated[Path | None, typer.Argument(help="Default: <data dir>/simulation.")] = None) -> None:
     """What a history holds: sizes, dates, prices, cancellations and each category's season."""
-    directory = directory or get_settings().simulation_dir
+    directory = directory or get_settings().history_dir
     history = load_history(*history_paths(directory))
     b = history.bookings.merge(history.items[["item_id", "category", "brand_tier"]], on="item_id")
     console.print(f"[bold]{directory}[/bold]: {len(history.items):,} items, {len(history.customers):,} customers, "

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from rental.settings import Settings
+from streaming.consumer.checkpoint import save_backfill
 from streaming.features.offline import write_rows
 from streaming.features.pipeline import CANCELLED, CREATED, Catalogue, FeaturePipeline
 from streaming.simulator.replay import cancelled_event_id, created_event_id
@@ -101,6 +102,8 @@ def run_backfill(
     if as_of is not None:
         pipeline.advance(int(pd.Timestamp(as_of).tz_convert("UTC").value // 1_000))
     _flush(pipeline, settings)
+    if as_of is not None:  # live consumers without a checkpoint start from here
+        save_backfill(settings, pd.Timestamp(as_of).to_pydatetime(), pipeline.state())
     if progress:
         progress(len(events) % 10_000)
     return pipeline

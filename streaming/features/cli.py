@@ -30,9 +30,10 @@ def backfill(
     from streaming.tables import history_paths, load_history
 
     settings = get_settings()
-    history = load_history(*history_paths(history_dir or settings.simulation_dir))
+    history = load_history(*history_paths(history_dir or settings.history_dir))
     as_of = (as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of) or datetime.now(UTC)
     shutil.rmtree(settings.offline_dir, ignore_errors=True)
+    shutil.rmtree(settings.state_dir, ignore_errors=True)  # consumers restart from the new backfill
     n_events = len(history.bookings) + int(history.bookings["cancelled_at"].notna().sum())
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -80,7 +81,7 @@ def show(
     if item_id is None:
         from streaming.tables import history_paths, read_table
 
-        bookings = read_table(history_paths(settings.simulation_dir)[2])
+        bookings = read_table(history_paths(settings.history_dir)[2])
         item_id = str(bookings["item_id"].value_counts().index[0])
     store = feature_store(settings)
     row = {"item_id": item_id, "customer_id": customer_id or "", "category": ""}

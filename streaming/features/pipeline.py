@@ -42,15 +42,21 @@ def _event_key(event_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
 
 
+VIEWS = ("item_popularity", "category_season", "customer_history")
+
+
 class FeaturePipeline:
-    def __init__(self, catalogue: Catalogue):
+    """All three views (the backfill), or one of them (a consumer stage keyed by its entity)."""
+
+    def __init__(self, catalogue: Catalogue, views: tuple[str, ...] = VIEWS):
+        unknown = set(views) - set(VIEWS)
+        if unknown:
+            raise ValueError(f"unknown views {sorted(unknown)}; known: {VIEWS}")
         self.catalogue = catalogue
-        self.engines = {
-            "item_popularity": WindowEngine(item_popularity_spec(catalogue.units)),
-            "category_season": WindowEngine(category_season_spec()),
-            "customer_history": WindowEngine(customer_history_spec()),
-        }
-        self._engines = tuple(self.engines.values())
+        self.engines = {view: WindowEngine(_spec(view, catalogue)) for view in views}
+        self._item = self.engines.get("item_popularity")
+        self._category = self.engines.get("category_season")
+        self._customer = self.engines.get("customer_history")
         self.dedup = Deduplicator(DEDUP_HORIZON_US)
         self.events = 0
 
@@ -62,18 +68,25 @@ class FeaturePipeline:
         category = self.catalogue.category.get(item_id)
         if category is None:
             raise UnknownItem(item_id)
+        if kind not in (CREATED, CANCELLED):
+            raise ValueError(f"unknown event kind {kind!r}")
         if not self.dedup.first_time(_event_key(event_id), time_us):
             return False
-        item, cat, customer = self._engines
+        item, category_engine, customer = self._item, self._category, self._customer
         if kind == CREATED:
-            item.apply(item_id, time_us, (1, price_pence * rental_days, price_pence, rental_days, 0))
-            cat.apply(category, time_us, (1,))
-            customer.apply(customer_id, time_us, (1, price_pence, self.catalogue.retail[item_id], 0))
-        elif kind == CANCELLED:
-            item.apply(item_id, time_us, (0, 0, 0, 0, 1))
-            customer.apply(customer_id, time_us, (0, 0, 0, 1))
+            if item:
+                item.apply(item_id, time_us, (1, price_pence * rental_days, price_pence, rental_days, 0))
+            if category_engine:
+                category_engine.apply(category, time_us, (1,))
+            if customer:
+                customer.apply(customer_id, time_us, (1, price_pence, self.catalogue.retail[item_id], 0))
         else:
-            raise ValueError(f"unknown event kind {kind!r}")
+            if item:
+                item.apply(item_id, time_us, (0, 0, 0, 0, 1))
+            if customer:
+                customer.apply(customer_id, time_us, (0, 0, 0, 1))
+            if category_engine:  # cancellations are not demand, but they move the clock
+                category_engine.advance(time_us)
         self.events += 1
         if self.events % 4096 == 0:
             self.dedup.forget_before(time_us)
@@ -91,3 +104,27 @@ class FeaturePipeline:
 
     def take_rows(self) -> dict[str, list[dict]]:
         return {name: engine.take_rows() for name, engine in self.engines.items()}
+
+    def state(self, keep=None) -> dict:
+        """Picklable state; with ``keep`` (a key filter) a subset of entities and no seen ids."""
+        return {
+            "engines": {view: engine.state(keep) for view, engine in self.engines.items()},
+            "dedup": self.dedup.state() if keep is None else None,
+            "events": self.events,
+        }
+
+    def restore(self, state: dict) -> None:
+        for view, engine in self.engines.items():
+            if view in state["engines"]:
+                engine.restore(state["engines"][view])
+        if state["dedup"] is not None:
+            self.dedup.restore(state["dedup"])
+        self.events = state["events"]
+
+
+def _spec(view: str, catalogue: Catalogue):
+    if view == "item_popularity":
+        return item_popularity_spec(catalogue.units)
+    if view == "category_season":
+        return category_season_spec()
+    return customer_history_spec()

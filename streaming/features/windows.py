@@ -110,6 +110,20 @@ class WindowEngine:
         if to_us > self.clock_us:
             self.clock_us = to_us
 
+    def state(self, keep: Callable[[Hashable], bool] | None = None) -> dict:
+        """Everything needed to resume (picklable); ``keep`` selects a subset of entities."""
+        if keep is None:
+            return {"clock_us": self.clock_us, "entities": self.entities, "timers": self._timers, "late": self.late}
+        entities = {k: v for k, v in self.entities.items() if keep(k)}
+        timers = [t for t in self._timers if t[2] in entities]
+        heapq.heapify(timers)
+        return {"clock_us": self.clock_us, "entities": entities, "timers": timers, "late": self.late}
+
+    def restore(self, state: dict) -> None:
+        self.clock_us, self.entities, self._timers, self.late = (
+            state["clock_us"], state["entities"], state["timers"], state["late"],
+        )  # fmt: skip
+
     def take_rows(self) -> list[dict]:
         rows, self.rows = self.rows, []
         return rows
@@ -213,3 +227,9 @@ class Deduplicator:
 
     def __len__(self) -> int:
         return len(self._expiry)
+
+    def state(self) -> dict:
+        return {"expiry": self._expiry, "order": self._order, "duplicates": self.duplicates}
+
+    def restore(self, state: dict) -> None:
+        self._expiry, self._order, self.duplicates = state["expiry"], state["order"], state["duplicates"]

@@ -181,3 +181,37 @@ def test_category_rows_tick_at_midnight_so_a_calendar_based_value_is_exact_betwe
         span = min(365, max(7, t // DAY_US - times[0] // DAY_US))
         assert row["category_bookings_7d"] == week
         assert row["category_demand_index"] == pytest.approx((week / 7) / (year / span))
+
+
+def test_a_restored_pipeline_continues_exactly_like_the_original():
+    import pickle
+
+    events = [
+        (CREATED, f"e{i}", "i1" if i % 3 else "i2", f"c{i % 4}", i * DAY_US // 2, 1000 + i, 1 + i % 3)
+        for i in range(60)
+    ]
+    whole, first = _pipeline(), _pipeline()
+    for e in events:
+        whole.process(*e)
+    for e in events[:25]:
+        first.process(*e)
+    second = _pipeline()
+    second.restore(pickle.loads(pickle.dumps(first.state())))
+    assert not second.process(*events[24])  # already seen before the snapshot
+    for e in events[25:]:
+        second.process(*e)
+    end = 60 * DAY_US
+    whole.advance(end)
+    second.advance(end)
+    for view, engine in whole.engines.items():
+        for key in engine.entities:
+            assert second.engines[view].values(key) == engine.values(key)
+
+
+def test_a_state_can_be_split_by_entity():
+    p = _pipeline()
+    p.process(CREATED, "e1", "i1", "c1", DAY_US, 1000, 1)
+    p.process(CREATED, "e2", "i2", "c2", DAY_US, 1000, 1)
+    state = p.state(keep=lambda key: key in ("i1", "c1", "dress"))
+    assert set(state["engines"]["item_popularity"]["entities"]) == {"i1"}
+    assert set(state["engines"]["customer_history"]["entities"]) == {"c1"}

@@ -1,0 +1,254 @@
+"""One stage of the live feature consumer: Kafka records in, features in Redis and Parquet out.
+
+Per poll: decode and check each event (bad ones to the DLQ), apply it to its partition's
+window state, write the changed entities to Redis, and keep the rows for the offline store.
+Every ``checkpoint_every_s``: flush forwarded and dead-lettered events, append the rows to the
+Parquet offline store, save each partition's state with its next offset, then commit those
+offsets. Offsets are therefore committed only after the features they produced are written, and
+a restart resumes from the saved state: nothing is lost and nothing counts twice.
+
+Each partition has its own clock (its largest event time); when a partition is caught up its
+clock follows the wall clock (or ``settings.stream_now``), so windows decay without events.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from rental.settings import Settings
+from streaming.consumer import checkpoint
+from streaming.consumer.dead_letters import DeadLetters
+from streaming.consumer.stages import Stage, partition_of
+from streaming.events import BookingCreated, EventError, decode
+from streaming.features.offline import write_rows
+from streaming.features.online import OnlineWriter
+from streaming.features.pipeline import CANCELLED, CREATED, Catalogue, FeaturePipeline
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_US = timedelta(microseconds=1)
+
+
+def to_us(moment: datetime) -> int:
+    return (moment - EPOCH) // ONE_US
+
+
+@dataclass
+class PartitionState:
+    pipeline: FeaturePipeline
+    next_offset: int | None = None  # None until the first record (position decides)
+
+
+@dataclass
+class Counters:
+    events: int = 0
+    duplicates: int = 0
+    rows_online: int = 0
+    rows_offline: int = 0
+    checkpoints: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class StageRunner:
+    def __init__(self, stage: Stage, settings: Settings, catalogue: Catalogue, writer: OnlineWriter,
+                 producer: KafkaProducer, dead_letters: DeadLetters, client_id: str = "features"):  # fmt: skip
+        self.stage = stage
+        self.settings = settings
+        self.catalogue = catalogue
+        self.writer = writer
+        self.producer = producer
+        self.dead_letters = dead_letters
+        self.parts: dict[TopicPartition, PartitionState] = {}
+        self._pending: list[TopicPartition] = []  # assigned during a poll, set up after it
+        self._sent: list = []  # futures of forwarded events since the last checkpoint
+        self.offline_rows: list[dict] = []
+        self.counters = Counters()
+        self._last_checkpoint = time.monotonic()
+        self._n_partitions = 0
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=stage.group(settings),
+            client_id=f"{client_id}-{stage.name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.stream_max_poll_records,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self.consumer.subscribe([stage.topic], listener=_Rebalance(self))
+
+    # -- the loop -------------------------------------------------------------------------------
+    def poll_once(self) -> int:
+        """Process what one poll returns; return how many records it held."""
+        batches = self.consumer.poll(
+            timeout_ms=self.settings.stream_poll_timeout_ms, max_records=self.settings.stream_max_poll_records
+        )
+        if self._pending:  # every new partition is sought to its start; records fetched before that are dropped
+            for tp in self._setup_assigned():
+                batches.pop(tp, None)
+        n = 0
+        for tp, records in batches.items():
+            part = self.parts.get(tp)
+            if part is None:  # revoked while the poll was in flight
+                continue
+            for record in records:
+                self._handle(part, record)
+            part.next_offset = records[-1].offset + 1
+            n += len(records)
+        self._advance_idle_partitions()
+        self._write_rows()
+        if time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_every_s:
+            self.checkpoint()
+        return n
+
+    def _handle(self, part: PartitionState, record) -> None:
+        try:
+            event = decode(record.value)
+        except EventError as exc:
+            self.dead_letters.send(record, str(exc))
+            return
+        if event.item_id not in self.catalogue.category:
+            self.dead_letters.send(record, f"item_id: unknown item {event.item_id!r}")
+            return
+        if isinstance(event, BookingCreated):
+            processed = part.pipeline.process(
+                CREATED, event.event_id, event.item_id, event.customer_id, to_us(event.event_time),
+                round(event.price_per_day * 100), event.rental_days,
+            )  # fmt: skip
+        else:
+            processed = part.pipeline.process(
+                CANCELLED, event.event_id, event.item_id, event.customer_id, to_us(event.event_time)
+            )
+        if not processed:
+            self.counters.duplicates += 1
+            return
+        self.counters.events += 1
+        for topic, key in self.stage.forwards:
+            self._sent.append(self.producer.send(topic, key=key(event, self.catalogue).encode(), value=record.value))
+
+    def _now_us(self) -> int:
+        return to_us(self.settings.stream_now or datetime.now(UTC))
+
+    def _advance_idle_partitions(self) -> None:
+        now_us = self._now_us()
+        for tp, part in self.parts.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None and part.next_offset is not None and part.next_offset >= highwater:
+                part.pipeline.advance(now_us)
+
+    def _write_rows(self) -> None:
+        view = self.stage.view
+        rows = [row for part in self.parts.values() for row in part.pipeline.take_rows()[view]]
+        if rows:
+            self.counters.rows_online += self.writer.write(view, rows)
+            self.offline_rows.extend(rows)
+
+    def checkpoint(self, commit: bool = True) -> None:
+        """Make everything so far durable, in an order that loses nothing, then commit.
+
+        The saved offset is the one a restart resumes from; the Kafka commit follows it (and is
+        skipped inside a rebalance callback, where the client may not block), so what Kafka
+        shows as committed is never ahead of what is written."""
+        self._write_rows()
+        self.producer.flush()  # forwarded and dead-lettered events are in Kafka...
+        failed = [f.exception for f in self._sent + self.dead_letters.take_sent() if f.failed()]
+        if failed:  # ...or we stop here, before any offset moves past them
+            raise RuntimeError(f"{len(failed)} forwarded or dead-lettered events were not written: {failed[0]!r}")
+        self._sent = []
+        if self.offline_rows:
+            write_rows(self.settings, self.stage.view, self.offline_rows, tag=self.stage.name)
+            self.counters.rows_offline += len(self.offline_rows)
+            self.offline_rows = []
+        offsets = {}
+        for tp, part in self.parts.items():
+            if part.next_offset is None:
+                continue
+            checkpoint.save(self.settings, self.stage.group(self.settings), tp.topic, tp.partition,
+                            part.next_offset, part.pipeline.state())  # fmt: skip
+            offsets[tp] = OffsetAndMetadata(part.next_offset, "", -1)
+        if offsets and commit:
+            self.consumer.commit(offsets)
+        self.counters.checkpoints += 1
+        self._last_checkpoint = time.monotonic()
+
+    def lag(self) -> int:
+        total = 0
+        for tp, part in self.parts.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                total += max(0, highwater - (part.next_offset or 0))
+        return total
+
+    def close(self) -> None:
+        self.checkpoint()
+        self.consumer.close(autocommit=False)
+
+    # -- rebalancing ----------------------------------------------------------------------------
+    def _setup_assigned(self) -> list[TopicPartition]:
+        group = self.stage.group(self.settings)
+        backfill = None
+        partitions, self._pending = self._pending, []
+        for tp in partitions:
+            pipeline = FeaturePipeline(self.catalogue, views=(self.stage.view,))
+            saved = checkpoint.load(self.settings, group, tp.topic, tp.partition)
+            part = PartitionState(pipeline)
+            if saved is not None:
+                pipeline.restore(saved["state"])
+                part.next_offset = saved["offset"]
+                self.consumer.seek(tp, saved["offset"])
+            else:
+                backfill = backfill or checkpoint.load_backfill(self.settings)
+                if backfill is not None:
+                    self._start_from_backfill(tp, pipeline, backfill, part)
+                else:  # nothing saved and no backfill: the whole topic, from its beginning
+                    offset = self.consumer.beginning_offsets([tp])[tp]
+                    part.next_offset = offset
+                    self.consumer.seek(tp, offset)
+            self.parts[tp] = part
+        return partitions
+
+    def _start_from_backfill(self, tp: TopicPartition, pipeline: FeaturePipeline, backfill: dict, part) -> None:
+        """No checkpoint yet: begin with the backfill's windows for this partition's keys, and
+        read only what was produced after the backfill's moment."""
+        n = len(self.consumer.partitions_for_topic(tp.topic) or ()) or 1
+        pipeline.restore(backfill["state"] | {"engines": {
+            view: state for view, state in _split(backfill["state"], lambda key: partition_of(str(key), n) == tp.partition).items()
+        }, "dedup": None})  # fmt: skip
+        found = self.consumer.offsets_for_times({tp: int(backfill["as_of"].timestamp() * 1000)}).get(tp)
+        offset = found.offset if found is not None else self.consumer.end_offsets([tp])[tp]
+        part.next_offset = offset
+        self.consumer.seek(tp, offset)
+
+    def revoked(self, partitions) -> None:
+        """Called from the client's IO thread: save state, but make no blocking Kafka call."""
+        if self.parts:
+            self.checkpoint(commit=False)
+        for tp in partitions:
+            self.parts.pop(tp, None)
+        self._pending = [tp for tp in self._pending if tp not in partitions]
+
+
+def _split(state: dict, keep) -> dict:
+    """The backfill's engines, each restricted to the keys ``keep`` accepts."""
+    from streaming.features.windows import WindowEngine
+
+    out = {}
+    for view, engine_state in state["engines"].items():
+        engine = WindowEngine.__new__(WindowEngine)
+        engine.restore(engine_state)
+        out[view] = engine.state(keep)
+    return out
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, runner: StageRunner):
+        self.runner = runner
+
+    def on_partitions_revoked(self, revoked):
+        self.runner.revoked(revoked)
+
+    def on_partitions_assigned(self, assigned):
+        self.runner._pending.extend(assigned)
