@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import resource
 import signal
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -66,7 +69,7 @@ class Stop:
 
 
 def run(settings: Settings, stage_names: list[str], max_seconds: float | None, until_idle: float | None,
-        show: bool = True) -> list[StageRunner]:  # fmt: skip
+        show: bool = True, stats: dict | None = None) -> list[StageRunner]:  # fmt: skip
     from kafka import KafkaProducer
 
     from streaming.features.online import OnlineWriter
@@ -77,12 +80,16 @@ def run(settings: Settings, stage_names: list[str], max_seconds: float | None, u
     if unknown:
         raise typer.BadParameter(f"unknown stage(s) {unknown}; known: {list(defined)}")
     catalogue = load_catalogue(settings)
-    writer = OnlineWriter(feature_store(settings))
+    writer = OnlineWriter(feature_store(settings), settings)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5,
                              compression_type="lz4", client_id="features-forward")  # fmt: skip
     dead_letters = DeadLetters(producer, settings.topic_bookings_dlq)
-    runners = [StageRunner(defined[name], settings, catalogue, writer, producer, dead_letters) for name in stage_names]
+    # One process polls its stages in turn: share the poll wait between them, so none waits long.
+    timeout_ms = max(10, settings.stream_poll_timeout_ms // len(stage_names))
+    runners = [StageRunner(defined[name], settings, catalogue, writer, producer, dead_letters, timeout_ms)
+               for name in stage_names]  # fmt: skip
     stop, started, last_busy = Stop(), time.monotonic(), time.monotonic()
+    first_record = None
     live = Live(_status(runners, started), console=console, refresh_per_second=2) if show else None
     if live:
         live.start()
@@ -90,6 +97,8 @@ def run(settings: Settings, stage_names: list[str], max_seconds: float | None, u
         while not stop.requested:
             busy = sum(r.poll_once() for r in runners)
             now = time.monotonic()
+            if busy and first_record is None:
+                first_record = now
             if busy or any(r.lag() for r in runners) or not all(r.parts for r in runners):
                 last_busy = now
             if live:
@@ -99,9 +108,13 @@ def run(settings: Settings, stage_names: list[str], max_seconds: float | None, u
             if until_idle is not None and now - last_busy >= until_idle:
                 break
     finally:
+        closing = time.monotonic()
         for r in runners:
             r.close()
         producer.close()
+        if stats is not None and first_record is not None:
+            # Busy time: first record to the last poll that had work, plus the final checkpoint.
+            stats["busy_s"] = (last_busy - first_record) + (time.monotonic() - closing)
         if live:
             live.update(_status(runners, started))
             live.stop()
@@ -116,11 +129,20 @@ def features(
     max_seconds: Annotated[float | None, typer.Option(help="Stop after this long.")] = None,
     until_idle: Annotated[float | None, typer.Option(help="Stop once nothing arrived for this many seconds.")] = None,
     quiet: Annotated[bool, typer.Option(help="No live status table.")] = False,
+    stats_json: Annotated[Path | None, typer.Option(help="Write counters and busy time here (benchmarks).")] = None,
 ) -> None:
     """Turn booking events into features in Redis and Parquet (SIGTERM stops it cleanly)."""
-    runners = run(
-        get_settings(), [s.strip() for s in stages.split(",") if s.strip()], max_seconds, until_idle, not quiet
-    )
+    stats: dict = {}
+    names = [s.strip() for s in stages.split(",") if s.strip()]
+    runners = run(get_settings(), names, max_seconds, until_idle, not quiet, stats)
+    if stats_json:
+        stats |= {
+            "events": {r.stage.name: r.counters.events for r in runners},
+            "duplicates": sum(r.counters.duplicates for r in runners),
+            "dead_letters": runners[0].dead_letters.count if runners else 0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+        stats_json.write_text(json.dumps(stats))
     events = sum(r.counters.events for r in runners)
     letters = runners[0].dead_letters if runners else None
     console.print(f"processed {events:,} events; {letters.count if letters else 0:,} sent to the DLQ"

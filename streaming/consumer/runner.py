@@ -13,6 +13,7 @@ clock follows the wall clock (or ``settings.stream_now``), so windows decay with
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,9 +28,10 @@ from streaming.consumer.stages import Stage, partition_of
 from streaming.events import BookingCreated, EventError, decode
 from streaming.features.offline import write_rows
 from streaming.features.online import OnlineWriter
-from streaming.features.pipeline import CANCELLED, CREATED, Catalogue, FeaturePipeline
+from streaming.features.pipeline import CANCELLED, CREATED, Catalogue, FeaturePipeline, UnknownItem
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FORWARD_BATCH = 1_000  # events per forwarded message (well under Kafka's 1 MB message limit)
 ONE_US = timedelta(microseconds=1)
 
 
@@ -55,7 +57,7 @@ class Counters:
 
 class StageRunner:
     def __init__(self, stage: Stage, settings: Settings, catalogue: Catalogue, writer: OnlineWriter,
-                 producer: KafkaProducer, dead_letters: DeadLetters, client_id: str = "features"):  # fmt: skip
+                 producer: KafkaProducer, dead_letters: DeadLetters, poll_timeout_ms: int | None = None):  # fmt: skip
         self.stage = stage
         self.settings = settings
         self.catalogue = catalogue
@@ -64,15 +66,17 @@ class StageRunner:
         self.dead_letters = dead_letters
         self.parts: dict[TopicPartition, PartitionState] = {}
         self._pending: list[TopicPartition] = []  # assigned during a poll, set up after it
-        self._sent: list = []  # futures of forwarded events since the last checkpoint
+        self._sent: list = []  # futures of forwarded batches since the last checkpoint
+        self._outbox: dict[tuple[str, int], list[tuple]] = {}  # (topic, partition) -> events to forward
+        self._partition_counts: dict[str, int] = {}
         self.offline_rows: list[dict] = []
         self.counters = Counters()
         self._last_checkpoint = time.monotonic()
-        self._n_partitions = 0
+        self._poll_timeout_ms = poll_timeout_ms or settings.stream_poll_timeout_ms
         self.consumer = KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=stage.group(settings),
-            client_id=f"{client_id}-{stage.name}",
+            client_id=f"features-{stage.name}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.stream_max_poll_records,
@@ -84,7 +88,7 @@ class StageRunner:
     def poll_once(self) -> int:
         """Process what one poll returns; return how many records it held."""
         batches = self.consumer.poll(
-            timeout_ms=self.settings.stream_poll_timeout_ms, max_records=self.settings.stream_max_poll_records
+            timeout_ms=self._poll_timeout_ms, max_records=self.settings.stream_max_poll_records
         )
         if self._pending:  # every new partition is sought to its start; records fetched before that are dropped
             for tp in self._setup_assigned():
@@ -98,6 +102,7 @@ class StageRunner:
                 self._handle(part, record)
             part.next_offset = records[-1].offset + 1
             n += len(records)
+        self._send_outbox()
         self._advance_idle_partitions()
         self._write_rows()
         if time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_every_s:
@@ -105,29 +110,54 @@ class StageRunner:
         return n
 
     def _handle(self, part: PartitionState, record) -> None:
+        if self.stage.reads_batches:
+            try:
+                batch = json.loads(record.value)["events"]
+            except (ValueError, KeyError, TypeError) as exc:
+                self.dead_letters.send(record, f"forwarded batch: unreadable ({exc})")
+                return
+            for args in batch:
+                self._apply(part, record, tuple(args))
+            return
         try:
             event = decode(record.value)
         except EventError as exc:
             self.dead_letters.send(record, str(exc))
             return
-        if event.item_id not in self.catalogue.category:
-            self.dead_letters.send(record, f"item_id: unknown item {event.item_id!r}")
-            return
         if isinstance(event, BookingCreated):
-            processed = part.pipeline.process(
-                CREATED, event.event_id, event.item_id, event.customer_id, to_us(event.event_time),
-                round(event.price_per_day * 100), event.rental_days,
-            )  # fmt: skip
+            args = (CREATED, event.event_id, event.item_id, event.customer_id, to_us(event.event_time),
+                    round(event.price_per_day * 100), event.rental_days)  # fmt: skip
         else:
-            processed = part.pipeline.process(
-                CANCELLED, event.event_id, event.item_id, event.customer_id, to_us(event.event_time)
-            )
-        if not processed:
+            args = (CANCELLED, event.event_id, event.item_id, event.customer_id, to_us(event.event_time), 0, 0)
+        if self._apply(part, record, args):
+            for topic, key in self.stage.forwards:
+                n = self._partition_counts.get(topic) or self._count_partitions(topic)
+                self._outbox.setdefault((topic, partition_of(key(args, self.catalogue), n)), []).append(args)
+
+    def _apply(self, part: PartitionState, record, args: tuple) -> bool:
+        """Apply one event; False if it was rejected or seen before."""
+        try:
+            processed = part.pipeline.process(*args)
+        except UnknownItem:
+            self.dead_letters.send(record, f"item_id: unknown item {args[2]!r}")
+            return False
+        if processed:
+            self.counters.events += 1
+        else:
             self.counters.duplicates += 1
-            return
-        self.counters.events += 1
-        for topic, key in self.stage.forwards:
-            self._sent.append(self.producer.send(topic, key=key(event, self.catalogue).encode(), value=record.value))
+        return processed
+
+    def _count_partitions(self, topic: str) -> int:
+        partitions = self.producer.partitions_for(topic)
+        self._partition_counts[topic] = len(partitions)
+        return len(partitions)
+
+    def _send_outbox(self) -> None:
+        for (topic, partition), events in self._outbox.items():
+            for start in range(0, len(events), FORWARD_BATCH):
+                value = json.dumps({"schema_version": 1, "events": events[start : start + FORWARD_BATCH]}).encode()
+                self._sent.append(self.producer.send(topic, value=value, partition=partition))
+        self._outbox = {}
 
     def _now_us(self) -> int:
         return to_us(self.settings.stream_now or datetime.now(UTC))

@@ -1,4 +1,5 @@
-"""An isolated streaming world for a test: its own data dir, topics, consumer groups and Redis db."""
+"""An isolated streaming world for a test or a benchmark: its own data dir, topics, consumer
+groups and Redis db, on the same broker and Redis server, so runs never see each other."""
 
 from __future__ import annotations
 

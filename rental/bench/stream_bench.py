@@ -1,0 +1,169 @@
+"""Feature consumer figures: ``python -m rental.bench.stream_bench`` (``make bench-stream``).
+
+In one run, on its own topics, consumer groups and Redis db:
+
+1. a simulated history (100,000 items by default) is produced to Kafka as booking events;
+2. a plain consumer reads the topic back: the raw consume rate;
+3. ``rental stream features`` (all three stages, one process) consumes the same events from the
+   start until drained: events/s from Kafka to features written in Redis and Parquet, and the
+   process's peak memory;
+4. with the consumer caught up, live bookings stream at a steady 1,000 events/s while probe
+   bookings of items nobody else books are timed from produce to the value being readable
+   through Feast ``get_online_features``: freshness p50 and p99.
+
+Prints ONE JSON line on stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typer
+from kafka import KafkaConsumer
+from rich.console import Console
+
+from rental.bench.sandbox import make_world, wait_for
+from rental.settings import get_settings
+from streaming.events import BookingCreated, encode
+from streaming.features.store import feature_store
+from streaming.producer import make_producer, send_events, stream_live
+from streaming.simulator.history import simulate
+from streaming.simulator.live import LiveSimulator
+from streaming.simulator.replay import history_events
+from streaming.simulator.world import SimulationConfig, World
+from streaming.tables import ITEMS, write_table
+
+stderr = Console(stderr=True)
+N_PROBES = 20
+
+
+def _raw_consume_rate(settings, total: int) -> float:
+    consumer = KafkaConsumer(settings.topic_bookings, bootstrap_servers=settings.bootstrap_servers,
+                             group_id=f"raw-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
+                             enable_auto_commit=False, max_poll_records=5_000)  # fmt: skip
+    seen, started = 0, None
+    while seen < total:
+        batch = consumer.poll(timeout_ms=500)
+        if batch and started is None:
+            started = time.perf_counter()
+        seen += sum(len(records) for records in batch.values())
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return total / elapsed
+
+
+def _freshness(world, probes: list[str], rate: float, seconds: float, sim: LiveSimulator) -> list[float]:
+    """Produce-to-readable latencies of probe bookings, under a steady background stream."""
+    store = feature_store(world.settings)
+    features = ["item_popularity:bookings_7d"]
+    background = make_producer(world.settings)
+    done = threading.Event()
+
+    def load():
+        stream_live(background, world.settings.topic_bookings, sim, rate, duration_s=seconds)
+        done.set()
+
+    threading.Thread(target=load, daemon=True).start()
+    producer = make_producer(world.settings, linger_ms=0)
+    latencies, i = [], 0
+    time.sleep(2)  # the background stream is steady before probing
+    while not done.is_set():
+        item = probes[i % len(probes)]
+        before = (
+            store.get_online_features(features=features, entity_rows=[{"item_id": item}]).to_dict()["bookings_7d"][0]
+            or 0
+        )
+        now = datetime.now(UTC)
+        event = BookingCreated(event_id=f"probe-{uuid.uuid4().hex}", booking_id=f"probe-{i}", item_id=item,
+                               customer_id="probe-customer", event_time=now, rental_start=now.date(),
+                               rental_days=2, price_per_day=50.0)  # fmt: skip
+        sent = time.perf_counter()
+        producer.send(world.settings.topic_bookings, key=item, value=encode(event))
+        producer.flush()
+        while True:
+            value = store.get_online_features(features=features, entity_rows=[{"item_id": item}]).to_dict()[
+                "bookings_7d"
+            ][0]
+            if (value or 0) > before:
+                latencies.append((time.perf_counter() - sent) * 1000)
+                break
+            if time.perf_counter() - sent > 30:
+                raise RuntimeError(f"probe {event.event_id} not visible after 30 s")
+            time.sleep(0.002)
+        i += 1
+        time.sleep(0.05)
+    producer.close()
+    background.close()
+    return latencies
+
+
+def main(
+    items: int = typer.Option(100_000, help="Catalogue size."),
+    bookings: int = typer.Option(200_000, help="Bookings in the produced history."),
+    rate: float = typer.Option(1_000.0, help="Steady live rate for the freshness run (events/s)."),
+    seconds: float = typer.Option(25.0, help="Length of the freshness run."),
+) -> None:
+    base = get_settings()
+    tmp = Path(tempfile.mkdtemp(prefix="stream-bench-"))
+    stderr.print(f"simulating {items:,} items, about {bookings:,} bookings ...")
+    end = datetime.now(UTC).date()
+    config = SimulationConfig(seed=7, items=items, bookings=bookings, end=end)
+    history = simulate(config)
+    probes = [f"probe_{k:03d}" for k in range(N_PROBES)]
+    world = make_world(tmp, base, history, redis_db=7, RENTAL_STREAM_MAX_POLL_RECORDS="5000")
+    catalogue = pd.concat([history.items, history.items.head(N_PROBES).assign(item_id=probes)], ignore_index=True)
+    write_table(catalogue, ITEMS, world.settings.history_dir / "items.parquet")
+
+    stderr.print("producing the history to Kafka ...")
+    producer = make_producer(world.settings)
+    total = send_events(producer, world.settings.topic_bookings, history_events(history.bookings))
+    producer.close()
+    stderr.print(f"{total:,} events produced; raw consume ...")
+    raw = _raw_consume_rate(world.settings, total)
+
+    stderr.print("feature consumer from the start of the topic ...")
+    stats_file = tmp / "stats.json"
+    consumer = world.consumer("--until-idle", "3", "--stats-json", str(stats_file))
+    if consumer.wait(timeout=3600) != 0:
+        raise RuntimeError(f"the consumer failed:\n{world.logs()[-3000:]}")
+    stats = json.loads(stats_file.read_text())
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+    stderr.print(f"freshness at {rate:,.0f} events/s for {seconds:.0f} s ...")
+    live_consumer = world.consumer()
+    store = feature_store(world.settings)
+    wait_for(lambda: store.get_online_features(features=["item_popularity:bookings_30d"],
+                                               entity_rows=[{"item_id": history.items["item_id"].iloc[0]}]),
+             60, "the online store")  # fmt: skip
+    time.sleep(8)  # the live consumer has joined its groups and caught up
+    sim = LiveSimulator(World(config), history.bookings, seed=3)
+    latencies = _freshness(world, probes, rate, seconds, sim)
+    live_consumer.terminate()
+    live_consumer.wait(timeout=60)
+
+    print(json.dumps({
+        "consumer_events_per_s": round(total / stats["busy_s"]),
+        "raw_consume_events_per_s": round(raw),
+        "ratio_to_raw": round(total / stats["busy_s"] / raw, 3),
+        "freshness_p50_ms": round(float(np.percentile(latencies, 50)), 1),
+        "freshness_p99_ms": round(float(np.percentile(latencies, 99)), 1),
+        "freshness_probes": len(latencies),
+        "peak_rss_mb": round(peak_rss_mb),
+        "events": total,
+        "items": items,
+        "stages": "items,customers,categories (one process)",
+        "live_rate_events_per_s": rate,
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    typer.run(main)
