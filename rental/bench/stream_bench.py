@@ -144,11 +144,13 @@ def main(
     wait_for(lambda: store.get_online_features(features=["item_popularity:bookings_30d"],
                                                entity_rows=[{"item_id": history.items["item_id"].iloc[0]}]),
              60, "the online store")  # fmt: skip
-    time.sleep(8)  # the live consumer has joined its groups and caught up
-    sim = LiveSimulator(World(config), history.bookings, seed=3)
-    latencies = _freshness(world, probes, rate, seconds, sim)
-    live_consumer.terminate()
-    live_consumer.wait(timeout=60)
+    try:
+        time.sleep(8)  # the live consumer has joined its groups and caught up
+        sim = LiveSimulator(World(config), history.bookings, seed=3)
+        latencies = _freshness(world, probes, rate, seconds, sim)
+    finally:
+        live_consumer.terminate()
+        live_consumer.wait(timeout=60)
 
     print(json.dumps({
         "consumer_events_per_s": round(total / stats["busy_s"]),

@@ -68,82 +68,88 @@ class Stop:
         self.requested = True
 
 
-def run(settings: Settings, stage_names: list[str], max_seconds: float | None, until_idle: float | None,
-        show: bool = True, stats: dict | None = None) -> list[StageRunner]:  # fmt: skip
+def run_stage(settings: Settings, name: str, max_seconds: float | None, until_idle: float | None,
+              show: bool = True, stats: dict | None = None) -> StageRunner:  # fmt: skip
+    """One stage in this process until stopped, out of time, or idle (assigned, no lag, no records)."""
     from kafka import KafkaProducer
 
     from streaming.features.online import OnlineWriter
     from streaming.features.store import feature_store
 
     defined = all_stages(settings)
-    unknown = [s for s in stage_names if s not in defined]
-    if unknown:
-        raise typer.BadParameter(f"unknown stage(s) {unknown}; known: {list(defined)}")
+    if name not in defined:
+        raise typer.BadParameter(f"unknown stage {name!r}; known: {list(defined)}")
     catalogue = load_catalogue(settings)
     writer = OnlineWriter(feature_store(settings), settings)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5,
-                             compression_type="lz4", client_id="features-forward")  # fmt: skip
-    dead_letters = DeadLetters(producer, settings.topic_bookings_dlq)
-    # One process polls its stages in turn: share the poll wait between them, so none waits long.
-    timeout_ms = max(10, settings.stream_poll_timeout_ms // len(stage_names))
-    runners = [StageRunner(defined[name], settings, catalogue, writer, producer, dead_letters, timeout_ms)
-               for name in stage_names]  # fmt: skip
+                             compression_type="lz4", client_id=f"features-{name}-out")  # fmt: skip
+    runner = StageRunner(
+        defined[name], settings, catalogue, writer, producer, DeadLetters(producer, settings.topic_bookings_dlq)
+    )
     stop, started, last_busy = Stop(), time.monotonic(), time.monotonic()
-    first_record = None
-    live = Live(_status(runners, started), console=console, refresh_per_second=2) if show else None
+    first_record = last_record = None
+    live = Live(_status([runner], started), console=console, refresh_per_second=2) if show else None
     if live:
         live.start()
     try:
         while not stop.requested:
-            busy = sum(r.poll_once() for r in runners)
+            busy = runner.poll_once()
             now = time.monotonic()
-            if busy and first_record is None:
-                first_record = now
-            if busy or any(r.lag() for r in runners) or not all(r.parts for r in runners):
+            if busy:
+                first_record = first_record or time.time()
+                last_record = time.time()
+            if busy or runner.lag() or not runner.parts:
                 last_busy = now
             if live:
-                live.update(_status(runners, started))
+                live.update(_status([runner], started))
             if max_seconds is not None and now - started >= max_seconds:
                 break
             if until_idle is not None and now - last_busy >= until_idle:
                 break
     finally:
-        closing = time.monotonic()
-        for r in runners:
-            r.close()
+        runner.close()
         producer.close()
-        if stats is not None and first_record is not None:
-            # Busy time: first record to the last poll that had work, plus the final checkpoint.
-            stats["busy_s"] = (last_busy - first_record) + (time.monotonic() - closing)
+        if stats is not None:
+            # Wall-clock times, so a supervisor can combine stages that ran in parallel.
+            stats |= {"first_record": first_record, "last_record": last_record, "closed": time.time()}
         if live:
-            live.update(_status(runners, started))
+            live.update(_status([runner], started))
             live.stop()
-    return runners
+    return runner
 
 
 @app.command()
 def features(
     stages: Annotated[
-        str, typer.Option(help="Comma-separated: items, customers, categories.")
+        str, typer.Option(help="Comma-separated: items, customers, categories (one process each).")
     ] = "items,customers,categories",
     max_seconds: Annotated[float | None, typer.Option(help="Stop after this long.")] = None,
-    until_idle: Annotated[float | None, typer.Option(help="Stop once nothing arrived for this many seconds.")] = None,
+    until_idle: Annotated[
+        float | None, typer.Option(help="Stop once every stage has caught up and stayed so this long.")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No live status table.")] = False,
     stats_json: Annotated[Path | None, typer.Option(help="Write counters and busy time here (benchmarks).")] = None,
 ) -> None:
-    """Turn booking events into features in Redis and Parquet (SIGTERM stops it cleanly)."""
-    stats: dict = {}
+    """Turn booking events into features in Redis and Parquet (SIGTERM stops it cleanly).
+
+    Several stages run as one process each under a small supervisor (the stages share nothing
+    but Kafka, and two cores serve two processes better than one)."""
     names = [s.strip() for s in stages.split(",") if s.strip()]
-    runners = run(get_settings(), names, max_seconds, until_idle, not quiet, stats)
+    settings = get_settings()
+    if len(names) > 1:
+        from streaming.consumer.supervisor import supervise
+
+        raise typer.Exit(supervise(settings, names, max_seconds, until_idle, not quiet, stats_json))
+    stats: dict = {}
+    runner = run_stage(settings, names[0], max_seconds, until_idle, not quiet, stats)
+    letters = runner.dead_letters
     if stats_json:
         stats |= {
-            "events": {r.stage.name: r.counters.events for r in runners},
-            "duplicates": sum(r.counters.duplicates for r in runners),
-            "dead_letters": runners[0].dead_letters.count if runners else 0,
+            "events": {runner.stage.name: runner.counters.events},
+            "duplicates": runner.counters.duplicates,
+            "dead_letters": letters.count,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
         stats_json.write_text(json.dumps(stats))
-    events = sum(r.counters.events for r in runners)
-    letters = runners[0].dead_letters if runners else None
-    console.print(f"processed {events:,} events; {letters.count if letters else 0:,} sent to the DLQ"
-                  + (f" ({letters.reasons})" if letters and letters.count else ""))  # fmt: skip
+    console.print(f"{names[0]}: processed {runner.counters.events:,} events; {letters.count:,} sent to the DLQ"
+                  + (f" ({letters.reasons})" if letters.count else ""))  # fmt: skip

@@ -1,0 +1,143 @@
+"""Runs several consumer stages, one process each, and stops them together.
+
+The supervisor never touches events: it starts ``rental stream features --stages <one>`` per
+stage, forwards SIGTERM/Ctrl-C, stops everything if a stage fails, and, for ``--until-idle``,
+watches each stage's consumer group lag in Kafka (committed offsets against end offsets):
+once every group has caught up and stayed so, it stops the stages, which checkpoint and exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from rental.settings import Settings
+from streaming.consumer.stages import stages as all_stages
+
+console = Console(stderr=True)
+
+
+class GroupLag:
+    """Events not yet checkpointed, per stage: end offsets minus the group's committed offsets."""
+
+    def __init__(self, settings: Settings, names: list[str]):
+        defined = all_stages(settings)
+        self.groups = {name: (defined[name].group(settings), defined[name].topic) for name in names}
+        self.admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="features-supervisor")
+        self.offsets = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, client_id="features-supervisor")
+
+    def lag(self) -> dict[str, int]:
+        out = {}
+        for name, (group, topic) in self.groups.items():
+            partitions = [TopicPartition(topic, p) for p in sorted(self.offsets.partitions_for_topic(topic) or ())]
+            ends = self.offsets.end_offsets(partitions)
+            committed = self.admin.list_group_offsets({group: None}).get(group, {})
+            out[name] = sum(max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items())
+        return out
+
+    def close(self) -> None:
+        self.admin.close()
+        self.offsets.close()
+
+
+def _table(lags: dict[str, int], procs: dict[str, subprocess.Popen], started: float) -> Table:
+    table = Table(title=f"feature consumer ({time.monotonic() - started:,.0f} s)")
+    for column in ("stage", "pid", "state", "events not yet checkpointed"):
+        table.add_column(column, justify="right")
+    for name, proc in procs.items():
+        state = "running" if proc.poll() is None else f"exited {proc.returncode}"
+        table.add_row(name, str(proc.pid), state, f"{lags.get(name, 0):,}")
+    return table
+
+
+def supervise(settings: Settings, names: list[str], max_seconds: float | None, until_idle: float | None,
+              show: bool, stats_json: Path | None) -> int:  # fmt: skip
+    """Run the stages; return the exit code (0 when every stage stopped cleanly)."""
+    unknown = [n for n in names if n not in all_stages(settings)]
+    if unknown:
+        console.print(f"[red]unknown stage(s) {unknown}; known: {list(all_stages(settings))}[/red]")
+        return 2
+    stats_dir = Path(tempfile.mkdtemp(prefix="stream-stats-"))
+    procs = {
+        name: subprocess.Popen([sys.executable, "-m", "rental.cli", "stream", "features", "--stages", name, "--quiet",
+                                "--stats-json", str(stats_dir / f"{name}.json")], env=os.environ.copy())
+        for name in names
+    }  # fmt: skip
+    stop = {"requested": False}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.update(requested=True))
+    lag = GroupLag(settings, names)
+    started, idle_since, lags, code, drained_at = time.monotonic(), None, {}, 0, None
+    live = Live(_table(lags, procs, started), console=console, refresh_per_second=2) if show else None
+    if live:
+        live.start()
+    try:
+        while not stop["requested"]:
+            time.sleep(0.5)
+            failed = [n for n, p in procs.items() if p.poll() not in (None, 0)]
+            if failed:
+                console.print(
+                    f"[red]stage {failed[0]} exited with {procs[failed[0]].returncode}; stopping the others[/red]"
+                )
+                code = 1
+                break
+            if all(p.poll() == 0 for p in procs.values()):
+                break
+            lags = lag.lag()
+            if live:
+                live.update(_table(lags, procs, started))
+            now = time.monotonic()
+            if max_seconds is not None and now - started >= max_seconds:
+                break
+            if any(lags.values()):
+                drained_at = None
+            elif drained_at is None:
+                drained_at = time.time()  # every event so far is written and committed
+            if until_idle is not None:
+                idle_since = (idle_since or now) if not any(lags.values()) else None
+                if idle_since is not None and now - idle_since >= until_idle:
+                    break
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for name, p in procs.items():
+            try:
+                p.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                console.print(f"[red]stage {name} did not stop in 120 s; killing it[/red]")
+                p.kill()
+            if p.returncode not in (0, -signal.SIGTERM):
+                code = code or 1
+        lag.close()
+        if live:
+            live.update(_table(lags, procs, started))
+            live.stop()
+    if stats_json:
+        stats_json.write_text(json.dumps(_merge(stats_dir, names, drained_at)))
+    return code
+
+
+def _merge(stats_dir: Path, names: list[str], drained_at: float | None) -> dict:
+    """Stages ran in parallel: busy time runs from the first record any stage read to the moment
+    every group's committed offset reached the end (committed = features written)."""
+    parts = [json.loads((stats_dir / f"{n}.json").read_text()) for n in names if (stats_dir / f"{n}.json").exists()]
+    firsts = [p["first_record"] for p in parts if p.get("first_record")]
+    return {
+        "busy_s": (drained_at - min(firsts)) if firsts and drained_at else None,
+        "events": {k: v for p in parts for k, v in p["events"].items()},
+        "duplicates": sum(p["duplicates"] for p in parts),
+        "dead_letters": sum(p["dead_letters"] for p in parts),
+        "peak_rss_mb": {n: p["peak_rss_mb"] for n, p in zip(names, parts, strict=False)},
+    }
