@@ -9,7 +9,7 @@ RENTAL := $(VENV)/bin/rental
 PYTEST_ARGS ?=
 
 .PHONY: help install python-deps system-deps services-up services-down services-status \
-        demo test test-unit test-integration lint format bench-kafka clean
+        demo test test-unit test-integration lint format bench-kafka bench-stream clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -41,7 +41,7 @@ demo: services-up ## the whole system end to end on its defaults
 	$(RENTAL) features apply
 	$(RENTAL) features materialize --full
 	$(RENTAL) features show
-	$(RENTAL) simulate stream --rate 200 --duration 5
+	$(RENTAL) demo live --seconds 15 --rate 100
 	$(RENTAL) services status
 
 test: install ## every test: unit, then integration against the real broker and Redis
@@ -63,6 +63,9 @@ format: python-deps ## apply ruff fixes and formatting
 
 bench-kafka: services-up ## producer and consumer throughput against the local broker (one JSON line)
 	$(PY) -m rental.bench.kafka_bench
+
+bench-stream: services-up ## feature consumer throughput, freshness and memory with 100,000 items (one JSON line)
+	$(PY) -m rental.bench.stream_bench
 
 clean: services-down ## stop services and remove generated data (fetched jars stay cached)
 	rm -rf data .pytest_cache .ruff_cache

@@ -6,6 +6,7 @@ import typer
 
 from rental.services.cli import app as services_app
 from streaming.consumer.cli import app as stream_app
+from streaming.demo import app as demo_app
 from streaming.features.cli import app as features_app
 from streaming.history_cli import app as history_app
 from streaming.simulator.cli import app as simulate_app
@@ -16,6 +17,7 @@ app.add_typer(simulate_app, name="simulate")
 app.add_typer(history_app, name="history")
 app.add_typer(features_app, name="features")
 app.add_typer(stream_app, name="stream")
+app.add_typer(demo_app, name="demo")
 
 if __name__ == "__main__":
     app()

@@ -31,7 +31,7 @@ import typer
 from kafka import KafkaConsumer
 from rich.console import Console
 
-from rental.bench.sandbox import make_world, wait_for
+from rental.bench.sandbox import make_world
 from rental.settings import get_settings
 from streaming.events import BookingCreated, encode
 from streaming.features.store import feature_store
@@ -61,10 +61,35 @@ def _raw_consume_rate(settings, total: int) -> float:
     return total / elapsed
 
 
+def _probe(world, store, producer, item: str, timeout_s: float) -> float:
+    """Book ``item`` once; milliseconds until its bookings_7d, read through Feast, shows it."""
+    features = ["item_popularity:bookings_7d"]
+
+    def read() -> int:
+        return (
+            store.get_online_features(features=features, entity_rows=[{"item_id": item}]).to_dict()["bookings_7d"][0]
+            or 0
+        )
+
+    before, now = read(), datetime.now(UTC)
+    event = BookingCreated(event_id=f"probe-{uuid.uuid4().hex}", booking_id=f"probe-{uuid.uuid4().hex[:12]}",
+                           item_id=item, customer_id="probe-customer", event_time=now, rental_start=now.date(),
+                           rental_days=2, price_per_day=50.0)  # fmt: skip
+    sent = time.perf_counter()
+    producer.send(world.settings.topic_bookings, key=item, value=encode(event))
+    producer.flush()
+    while read() <= before:
+        if time.perf_counter() - sent > timeout_s:
+            raise RuntimeError(f"probe of {item} not visible after {timeout_s:.0f} s")
+        time.sleep(0.002)
+    return (time.perf_counter() - sent) * 1000
+
+
 def _freshness(world, probes: list[str], rate: float, seconds: float, sim: LiveSimulator) -> list[float]:
     """Produce-to-readable latencies of probe bookings, under a steady background stream."""
     store = feature_store(world.settings)
-    features = ["item_popularity:bookings_7d"]
+    producer = make_producer(world.settings, linger_ms=0)
+    _probe(world, store, producer, probes[0], timeout_s=180)  # the consumer is up and caught up
     background = make_producer(world.settings)
     done = threading.Event()
 
@@ -73,32 +98,10 @@ def _freshness(world, probes: list[str], rate: float, seconds: float, sim: LiveS
         done.set()
 
     threading.Thread(target=load, daemon=True).start()
-    producer = make_producer(world.settings, linger_ms=0)
-    latencies, i = [], 0
     time.sleep(2)  # the background stream is steady before probing
+    latencies, i = [], 0
     while not done.is_set():
-        item = probes[i % len(probes)]
-        before = (
-            store.get_online_features(features=features, entity_rows=[{"item_id": item}]).to_dict()["bookings_7d"][0]
-            or 0
-        )
-        now = datetime.now(UTC)
-        event = BookingCreated(event_id=f"probe-{uuid.uuid4().hex}", booking_id=f"probe-{i}", item_id=item,
-                               customer_id="probe-customer", event_time=now, rental_start=now.date(),
-                               rental_days=2, price_per_day=50.0)  # fmt: skip
-        sent = time.perf_counter()
-        producer.send(world.settings.topic_bookings, key=item, value=encode(event))
-        producer.flush()
-        while True:
-            value = store.get_online_features(features=features, entity_rows=[{"item_id": item}]).to_dict()[
-                "bookings_7d"
-            ][0]
-            if (value or 0) > before:
-                latencies.append((time.perf_counter() - sent) * 1000)
-                break
-            if time.perf_counter() - sent > 30:
-                raise RuntimeError(f"probe {event.event_id} not visible after 30 s")
-            time.sleep(0.002)
+        latencies.append(_probe(world, store, producer, probes[i % len(probes)], timeout_s=60))
         i += 1
         time.sleep(0.05)
     producer.close()
@@ -119,7 +122,7 @@ def main(
     config = SimulationConfig(seed=7, items=items, bookings=bookings, end=end)
     history = simulate(config)
     probes = [f"probe_{k:03d}" for k in range(N_PROBES)]
-    world = make_world(tmp, base, history, redis_db=7, RENTAL_STREAM_MAX_POLL_RECORDS="5000")
+    world = make_world(tmp, base, history, redis_db=7, RENTAL_CHECKPOINT_EVERY_S="2")
     catalogue = pd.concat([history.items, history.items.head(N_PROBES).assign(item_id=probes)], ignore_index=True)
     write_table(catalogue, ITEMS, world.settings.history_dir / "items.parquet")
 
@@ -140,12 +143,7 @@ def main(
 
     stderr.print(f"freshness at {rate:,.0f} events/s for {seconds:.0f} s ...")
     live_consumer = world.consumer()
-    store = feature_store(world.settings)
-    wait_for(lambda: store.get_online_features(features=["item_popularity:bookings_30d"],
-                                               entity_rows=[{"item_id": history.items["item_id"].iloc[0]}]),
-             60, "the online store")  # fmt: skip
     try:
-        time.sleep(8)  # the live consumer has joined its groups and caught up
         sim = LiveSimulator(World(config), history.bookings, seed=3)
         latencies = _freshness(world, probes, rate, seconds, sim)
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -75,7 +75,7 @@ def apply(settings: Settings) -> None:
     from feast.repo_operations import apply_total
 
     (settings.data_dir / "feast").mkdir(parents=True, exist_ok=True)
-    with _repo_for(settings):
+    with _repo_for(settings), redirect_stdout(sys.stderr):  # keep stdout for results (benchmarks' JSON)
         # Feast cannot validate a glob path (it warns for each); the writer owns these folders.
         apply_total(repo_config(settings), Path(FEATURE_REPO), skip_source_validation=True)
 

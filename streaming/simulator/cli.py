@@ -93,7 +93,7 @@ def history(
                   f"{len(result.bookings):,} bookings ({cfg.start.date()} to {cfg.end}) to {paths['bookings'].parent}")  # fmt: skip
 
 
-def _load_world(directory: Path) -> tuple[World, object]:
+def load_world(directory: Path) -> tuple[World, object]:
     """The world that wrote ``directory``, rebuilt from its saved config, and its bookings."""
     config_file = directory / "simulation.json"
     if not config_file.exists():
@@ -115,7 +115,7 @@ def stream(
     from streaming.simulator.live import LiveSimulator
 
     settings = get_settings()
-    world, bookings = _load_world(history_dir or settings.simulation_dir)
+    world, bookings = load_world(history_dir or settings.simulation_dir)
     simulator = LiveSimulator(world, bookings)
     producer = make_producer(settings)
     total = count or int(rate * (duration or 0)) or None
