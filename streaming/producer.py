@@ -7,12 +7,20 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from kafka import KafkaProducer
+from kafka.serializer import Serializer
 
 from rental.settings import Settings
 from streaming.events import BookingCancelled, BookingCreated, encode
 from streaming.simulator.live import LiveSimulator
 
 Event = BookingCreated | BookingCancelled
+
+
+class ItemKey(Serializer):
+    """Keys are item ids; Kafka's default partitioner then keeps one item's events in order."""
+
+    def serialize(self, topic, headers, data) -> bytes:
+        return data.encode()
 
 
 def make_producer(settings: Settings, **overrides) -> KafkaProducer:
@@ -24,7 +32,7 @@ def make_producer(settings: Settings, **overrides) -> KafkaProducer:
         batch_size=64 * 1024,
         enable_idempotence=True,  # retries neither duplicate nor reorder an item's events
         compression_type="lz4",
-        key_serializer=str.encode,
+        key_serializer=ItemKey(),
         client_id="rental-producer",
     )
     options.update(overrides)

@@ -160,7 +160,7 @@ def main(
         "peak_rss_mb": round(peak_rss_mb),
         "events": total,
         "items": items,
-        "stages": "items,customers,categories (one process)",
+        "stages": "items,customers,categories (one process each)",
         "live_rate_events_per_s": rate,
     }))  # fmt: skip
 

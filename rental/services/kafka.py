@@ -30,6 +30,7 @@ from rental.services.process import (
     port_in_use,
     port_taken_error,
     spawn_detached,
+    stop_started,
     terminate,
 )
 from rental.services.topics import admin_client, ensure_topics
@@ -344,15 +345,7 @@ def stop(s: Settings | None = None, say: Say = _quiet) -> bool:
         say(f"kafka: external broker {s.bootstrap_servers} left alone")
         return False
     p = _paths(s)
-    with file_lock(p["lock"]):
-        pid = running_pid(s)
-        if pid is None:
-            say("kafka: not running")
-            return False
-        clean = terminate(pid, s.kafka_stop_timeout_s)
-        p["pid"].unlink(missing_ok=True)
-    say(f"kafka: stopped (pid {pid})" + ("" if clean else f", killed after {s.kafka_stop_timeout_s:.0f}s"))
-    return True
+    return stop_started("kafka", p["lock"], p["pid"], lambda: running_pid(s), s.kafka_stop_timeout_s, say)
 
 
 def status(s: Settings | None = None) -> ServiceStatus:

@@ -165,3 +165,16 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def stop_started(name: str, lock: Path, pid_file: Path, find_pid, timeout_s: float, say) -> bool:
+    """Stop the process this project started for ``name``; True if one was running."""
+    with file_lock(lock):
+        pid = find_pid()
+        if pid is None:
+            say(f"{name}: not running")
+            return False
+        clean = terminate(pid, timeout_s)
+        pid_file.unlink(missing_ok=True)
+    say(f"{name}: stopped (pid {pid})" + ("" if clean else f", killed after {timeout_s:.0f}s"))
+    return True

@@ -31,6 +31,7 @@ from rental.services.process import (
     port_taken_error,
     read_pid,
     spawn_detached,
+    stop_started,
     terminate,
 )
 from rental.settings import Settings, get_settings
@@ -245,15 +246,7 @@ def stop(s: Settings | None = None, say: Say = _quiet) -> bool:
         say(f"redis: external server {s.redis_url} left alone")
         return False
     p = _paths(s)
-    with file_lock(p["lock"]):
-        pid = running_pid(s)
-        if pid is None:
-            say("redis: not running")
-            return False
-        clean = terminate(pid, s.redis_stop_timeout_s)
-        p["pid"].unlink(missing_ok=True)
-    say(f"redis: stopped (pid {pid})" + ("" if clean else f", killed after {s.redis_stop_timeout_s:.0f}s"))
-    return True
+    return stop_started("redis", p["lock"], p["pid"], lambda: running_pid(s), s.redis_stop_timeout_s, say)
 
 
 def status(s: Settings | None = None) -> ServiceStatus:
