@@ -8,13 +8,13 @@ Needs a broker: ``rental services up`` (or KAFKA_BOOTSTRAP_SERVERS).
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import date
 
-import numpy as np
 import typer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.codec import has_lz4
@@ -24,35 +24,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rental.services import ServiceError
 from rental.services.topics import admin_client, ensure_topics
 from rental.settings import get_settings
-from streaming.events import BookingCreated, decode, encode
+from streaming.events import decode, encode
+from streaming.simulator.history import simulate
+from streaming.simulator.replay import history_events
+from streaming.simulator.world import SimulationConfig
 
 stderr = Console(stderr=True)
 
 
-def simulated_payloads(n: int, n_items: int, seed: int) -> list[tuple[bytes, bytes]]:
-    """(key, value) pairs of valid BookingCreated events; item popularity is Zipf-skewed."""
-    rng = np.random.default_rng(seed)
-    items = np.minimum(rng.zipf(1.3, n), n_items) - 1
-    customers = rng.integers(0, 50_000, n)
-    days = rng.integers(1, 15, n)
-    lead = rng.integers(1, 60, n)
-    prices = np.round(rng.lognormal(3.3, 0.5, n), 2)
-    start = datetime(2025, 1, 1, tzinfo=UTC)
-    out = []
-    for i in range(n):
-        at = start + timedelta(seconds=int(i * 30))
-        event = BookingCreated(
-            event_id=f"bench-{i}-{uuid.uuid4().hex[:8]}",
-            item_id=f"ITM-{items[i]:05d}",
-            customer_id=f"CUS-{customers[i]:06d}",
-            booking_id=f"BKG-{i:08d}",
-            event_time=at,
-            rental_start=(at + timedelta(days=int(lead[i]))).date(),
-            rental_days=int(days[i]),
-            price_per_day=float(max(prices[i], 1.0)),
-        )
-        out.append((event.item_id.encode(), encode(event)))
-    return out
+def simulated_payloads(n: int, seed: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs: the first ``n`` events of a simulated history, as the app sends them."""
+    config = SimulationConfig(seed=seed, items=20_000, bookings=int(n * 1.05) + 100, end=date(2026, 1, 1))
+    events = itertools.islice(history_events(simulate(config).bookings), n)
+    payloads = [(event.item_id.encode(), encode(event)) for event in events]
+    if len(payloads) < n:
+        raise RuntimeError(f"the simulated history held only {len(payloads)} events, {n} asked for")
+    return payloads
 
 
 def _progress() -> Progress:
@@ -68,12 +55,8 @@ def run(events: int, partitions: int, batch_kb: int, linger_ms: int, compression
     with admin_client(bootstrap) as admin:
         ensure_topics(admin, {topic: (partitions, 3600 * 1000)})
     try:
-        with _progress() as progress:
-            task = progress.add_task("simulating events", total=events)
-            payloads = []
-            for lo in range(0, events, 10_000):
-                payloads += simulated_payloads(min(10_000, events - lo), 20_000, s.seed + lo)
-                progress.update(task, completed=len(payloads))
+        with stderr.status(f"simulating {events:,} booking events ..."):
+            payloads = simulated_payloads(events, s.seed)
         message_bytes = sum(len(v) for _, v in payloads) / events
 
         producer = KafkaProducer(

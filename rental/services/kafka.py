@@ -27,6 +27,7 @@ from rental.services.process import (
     file_lock,
     live_pid,
     log_tail,
+    pid_alive,
     port_in_use,
     port_taken_error,
     spawn_detached,
@@ -257,7 +258,9 @@ def _wait_ready(s: Settings, p: dict[str, Path], pid: int) -> None:
     deadline = time.monotonic() + s.kafka_start_timeout_s
     last_error = "port not open yet"
     while time.monotonic() < deadline:
-        if running_pid(s) != pid:
+        # The child we just started is watched by pid alone: its command line is no guide while
+        # it starts (Redis rewrites its process title, leaving /proc/<pid>/cmdline briefly empty).
+        if not pid_alive(pid):
             raise ServiceError(
                 f"the Kafka broker exited during start-up. Log: {p['log']} (JVM output: {p['stdout']})\n"
                 f"{log_tail(p['stdout'])}\n{log_tail(p['log'])}"

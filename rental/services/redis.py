@@ -158,7 +158,9 @@ def _wait_ready(s: Settings, p: dict[str, Path], pid: int) -> None:
     deadline = time.monotonic() + s.redis_start_timeout_s
     last_error = ""
     while time.monotonic() < deadline:
-        if running_pid(s) != pid:
+        # The child we just started is watched by pid alone: its command line is no guide while
+        # it starts (Redis rewrites its process title, leaving /proc/<pid>/cmdline briefly empty).
+        if not pid_alive(pid):
             raise ServiceError(
                 f"redis-server exited during start-up. Log: {p['log']}\n{log_tail(p['stdout'])}\n{log_tail(p['log'])}"
             )
