@@ -19,7 +19,7 @@ install: python-deps system-deps ## locked Python environment, Redis and the pin
 python-deps: $(VENV)/.installed
 $(VENV)/.installed: uv.lock pyproject.toml
 	@$(UV) --version 2>/dev/null | grep -q "$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode  # compiled once here, not by every process's first import
 	@touch $@
 
 system-deps: python-deps

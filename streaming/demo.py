@@ -61,7 +61,7 @@ def live(
         table.add_column(name, justify="right")
     try:
         with console.status("the feature consumer is starting (joining its consumer groups) ..."):
-            time.sleep(12)
+            _wait_until_stable(settings, consumer)
         producer = make_producer(settings)
         background = threading.Thread(
             target=stream_live, args=(producer, settings.topic_bookings, LiveSimulator(world, bookings), rate, seconds),
@@ -91,6 +91,27 @@ def live(
         consumer.wait(timeout=120)
     console.print(table)
     console.print(f"{sent} spike bookings of {item_id} on top of {rate:g}/s background bookings for {seconds:g} s")
+
+
+def _wait_until_stable(settings, consumer: subprocess.Popen, timeout_s: float = 180) -> None:
+    from streaming.consumer.supervisor import GroupLag
+
+    groups = GroupLag(settings, ["items", "customers", "categories"])
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not groups.stable():
+            problem = None
+            if consumer.poll() is not None:
+                problem = f"the feature consumer exited with {consumer.returncode}"
+            elif time.monotonic() > deadline:
+                problem = f"the feature consumer did not join its groups in {timeout_s:.0f} s"
+            if problem:
+                console.print(f"[red]{problem}[/red]")
+                raise typer.Exit(1)
+            time.sleep(0.5)
+        time.sleep(2)  # the partitions it was given are set up on its next poll
+    finally:
+        groups.close()
 
 
 def _shown(value) -> str:

@@ -46,6 +46,11 @@ class GroupLag:
             out[name] = sum(max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items())
         return out
 
+    def stable(self) -> bool:
+        """Every stage's group has members and a settled assignment (the consumer is up)."""
+        described = self.admin.describe_groups([group for group, _ in self.groups.values()])
+        return all(d.get("group_state") == "Stable" and d.get("members") for d in described.values())
+
     def close(self) -> None:
         self.admin.close()
         self.offsets.close()
