@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -48,7 +49,10 @@ class GroupLag:
 
     def stable(self) -> bool:
         """Every stage's group has members and a settled assignment (the consumer is up)."""
-        described = self.admin.describe_groups([group for group, _ in self.groups.values()])
+        try:
+            described = self.admin.describe_groups([group for group, _ in self.groups.values()])
+        except KafkaError:  # e.g. no group coordinator yet on a fresh broker: not up yet
+            return False
         return all(d.get("group_state") == "Stable" and d.get("members") for d in described.values())
 
     def close(self) -> None:
