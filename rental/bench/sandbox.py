@@ -25,12 +25,12 @@ class StreamingWorld:
     settings: Settings
     env: dict[str, str]
 
-    def consumer(self, *args: str) -> subprocess.Popen:
+    def consumer(self, *args: str, **env: str) -> subprocess.Popen:
         """`rental stream features` as its own process, as an operator would run it."""
         log = open(self.settings.data_dir / f"consumer-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
         return subprocess.Popen(
             [sys.executable, "-m", "rental.cli", "stream", "features", "--quiet", *args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self.env | env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
     def logs(self) -> str:

@@ -3,10 +3,10 @@
 ``FeatureStore.push`` converts a DataFrame through Arrow to protos and then Redis; it costs
 about 115 µs a row (DESIGN.md), too slow for thousands of rows a second. This writer keeps
 Feast's storage format exactly (Feast's own key and field-hash helpers, its value protos, its
-"_ts:<view>" timestamp field) and Feast's rule that a row older than the stored one is
-skipped, but caches the entity keys and field names and serialises values directly. The
-integration tests read what it writes back through ``FeatureStore.get_online_features`` and
-compare it with what Feast's own ``write_to_online_store`` writes for the same values.
+"_ts:<view>" timestamp field, timestamps that only grow), but caches the entity keys and field
+names and serialises values directly. The integration tests read what it writes back through
+``FeatureStore.get_online_features`` and compare it with what Feast's own
+``write_to_online_store`` writes for the same values.
 """
 
 from __future__ import annotations
@@ -83,8 +83,7 @@ class OnlineWriter:
         return cached
 
     def write(self, view: str, rows: list[dict]) -> int:
-        """Write the latest row of each entity in ``rows`` unless Redis holds a newer one;
-        return how many entities were written."""
+        """Write the latest row of each entity in ``rows``; return how many were written."""
         if not rows:
             return 0
         join_key, ts_field, fields = self.views[view]
@@ -96,12 +95,14 @@ class OnlineWriter:
             for key in keys:
                 pipe.hget(key, ts_field)
             stored = pipe.execute()
-        written = 0
         with self.redis.pipeline(transaction=False) as pipe:
             for key, previous, row in zip(keys, stored, latest.values(), strict=True):
-                at_us = row["event_timestamp"]
-                if at_us <= _timestamp_us(previous):
-                    continue  # Feast's rule: an older or same-instant row never replaces a newer one
+                # This consumer owns the key, and its state is the truth. A row stamped at or
+                # before the stored one (a restart recomputed it, and rows late events produce
+                # are stamped with a clock that a crashed run may have moved further) would be
+                # skipped by Feast's reader rule and the update silently lost: stamp it just
+                # after the stored row instead, so time stays monotonic and nothing is dropped.
+                at_us = max(row["event_timestamp"], _timestamp_us(previous) + 1)
                 mapping = {
                     ts_field: Timestamp(seconds=at_us // 1_000_000, nanos=at_us % 1_000_000 * 1_000).SerializeToString()
                 }
@@ -109,6 +110,5 @@ class OnlineWriter:
                     value = row[name]
                     mapping[field_key] = _EMPTY if value is None else encode(value)
                 pipe.hset(key, mapping=mapping)
-                written += 1
             pipe.execute()
-        return written
+        return len(keys)
