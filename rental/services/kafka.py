@@ -15,13 +15,13 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from rental.services.process import (
+    Say,
     ServiceError,
     ServiceStatus,
     file_lock,
@@ -30,6 +30,7 @@ from rental.services.process import (
     pid_alive,
     port_in_use,
     port_taken_error,
+    quiet,
     spawn_detached,
     stop_started,
     terminate,
@@ -37,14 +38,9 @@ from rental.services.process import (
 from rental.services.topics import admin_client, ensure_topics
 from rental.settings import Settings, get_settings
 
-Say = Callable[[str], None]
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
 PROBE_TOPIC = "_rental.services.probe"
 _FETCH_MARKER = ".fetched"
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 # ---------------------------------------------------------------------------- paths
@@ -73,7 +69,7 @@ def jars_fetched(s: Settings | None = None) -> bool:
     return (s.kafka_lib_dir.parent / _FETCH_MARKER).exists()
 
 
-def fetch_jars(s: Settings | None = None, say: Say = _quiet) -> Path:
+def fetch_jars(s: Settings | None = None, say: Say = quiet) -> Path:
     """Copy the pinned broker jars into the cache once; later calls are free (marker file)."""
     s = s or get_settings()
     lib = s.kafka_lib_dir
@@ -278,7 +274,7 @@ def _wait_ready(s: Settings, p: dict[str, Path], pid: int) -> None:
     )
 
 
-def start(s: Settings | None = None, say: Say = _quiet) -> bool:
+def start(s: Settings | None = None, say: Say = quiet) -> bool:
     """Start the local broker (or check the external one) and ensure topics.
 
     Returns True only if this call started a broker, so callers can stop just what they started.
@@ -341,7 +337,7 @@ def start(s: Settings | None = None, say: Say = _quiet) -> bool:
     return started
 
 
-def stop(s: Settings | None = None, say: Say = _quiet) -> bool:
+def stop(s: Settings | None = None, say: Say = quiet) -> bool:
     """Stop the broker this project started (never an external one). True if one was stopped."""
     s = s or get_settings()
     if s.kafka_is_external:

@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,13 @@ class ServiceStatus:
     pid: int | None
     state: str  # "running", "stopped", "reachable", "unreachable"
     origin: str  # "started by us", "external", or "-" when nothing runs
+
+
+Say = Callable[[str], None]  # how a service reports what it did (print, a console, or nothing)
+
+
+def quiet(_: str) -> None:
+    pass
 
 
 def read_pid(pid_file: Path) -> int | None:

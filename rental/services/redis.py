@@ -15,12 +15,12 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import redis as redis_py
 
 from rental.services.process import (
+    Say,
     ServiceError,
     ServiceStatus,
     file_lock,
@@ -29,6 +29,7 @@ from rental.services.process import (
     pid_alive,
     port_in_use,
     port_taken_error,
+    quiet,
     read_pid,
     spawn_detached,
     stop_started,
@@ -36,13 +37,8 @@ from rental.services.process import (
 )
 from rental.settings import Settings, get_settings
 
-Say = Callable[[str], None]
 DEBIAN_SERVICE = "redis-server"
 DEBIAN_PID_FILE = Path("/run/redis/redis-server.pid")
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def _paths(s: Settings) -> dict[str, Path]:
@@ -93,7 +89,7 @@ def _stop_debian_service(say: Say) -> None:
         say(f"redis: Debian's {DEBIAN_SERVICE} service is stopped and disabled (this project runs its own)")
 
 
-def install(s: Settings | None = None, say: Say = _quiet) -> bool:
+def install(s: Settings | None = None, say: Say = quiet) -> bool:
     """Install Debian's redis-server if no redis-server is found. True if it installed it."""
     s = s or get_settings()
     if binary(s) is not None:
@@ -196,7 +192,7 @@ def _port_taken(s: Settings) -> ServiceError:
     return error
 
 
-def start(s: Settings | None = None, say: Say = _quiet) -> bool:
+def start(s: Settings | None = None, say: Say = quiet) -> bool:
     """Start our Redis (or check the external one). True only if this call started it."""
     s = s or get_settings()
     if s.redis_is_external:
@@ -241,7 +237,7 @@ def start(s: Settings | None = None, say: Say = _quiet) -> bool:
     return True
 
 
-def stop(s: Settings | None = None, say: Say = _quiet) -> bool:
+def stop(s: Settings | None = None, say: Say = quiet) -> bool:
     """Stop the Redis this project started (it saves on SIGTERM). True if one was stopped."""
     s = s or get_settings()
     if s.redis_is_external:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
@@ -26,17 +26,12 @@ from streaming.consumer import checkpoint
 from streaming.consumer.dead_letters import DeadLetters
 from streaming.consumer.stages import Stage, partition_of
 from streaming.events import BookingCreated, EventError, decode
+from streaming.features.definitions import to_us
 from streaming.features.offline import write_rows
 from streaming.features.online import OnlineWriter
 from streaming.features.pipeline import CANCELLED, CREATED, Catalogue, FeaturePipeline, UnknownItem
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FORWARD_BATCH = 1_000  # events per forwarded message (well under Kafka's 1 MB message limit)
-ONE_US = timedelta(microseconds=1)
-
-
-def to_us(moment: datetime) -> int:
-    return (moment - EPOCH) // ONE_US
 
 
 @dataclass
@@ -52,7 +47,6 @@ class Counters:
     rows_online: int = 0
     rows_offline: int = 0
     checkpoints: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class StageRunner:

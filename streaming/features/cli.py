@@ -15,7 +15,6 @@ from rental.settings import get_settings
 
 app = typer.Typer(help="Features: backfill, Feast apply and materialise, and a look at an item.", no_args_is_help=True)
 console = Console()
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @app.command()
@@ -64,6 +63,8 @@ def materialize(
     store = feature_store(get_settings())
     end = (end.replace(tzinfo=UTC) if end and end.tzinfo is None else end) or datetime.now(UTC)
     if full or all(not fv.materialization_intervals for fv in store.list_feature_views()):
+        from streaming.features.definitions import EPOCH
+
         store.materialize(start_date=EPOCH, end_date=end)
     else:
         store.materialize_incremental(end_date=end)

@@ -26,10 +26,12 @@ CUSTOMER_MEASURES = 4
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_US = timedelta(microseconds=1)
 
 
-def timestamp(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
+def to_us(moment: datetime) -> int:
+    """Integer microseconds since the epoch: the time unit of every window and row."""
+    return (moment - EPOCH) // ONE_US
 
 
 def _ratio(numerator: float, denominator: float, scale: float = 1.0) -> float | None:

@@ -18,9 +18,9 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from rental.bench.sandbox import kill, make_world, wait_for
 from streaming.consumer.checkpoint import load
-from streaming.consumer.runner import to_us
 from streaming.events import BookingCreated, encode
 from streaming.features.backfill import timeline
+from streaming.features.definitions import to_us
 from streaming.features.pipeline import Catalogue, FeaturePipeline
 from streaming.features.store import feature_store
 from streaming.producer import make_producer, send_events
