@@ -19,8 +19,8 @@ import typer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.codec import has_lz4
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rental.progress import progress_bar
 from rental.services import ServiceError
 from rental.services.topics import admin_client, ensure_topics
 from rental.settings import get_settings
@@ -42,10 +42,8 @@ def simulated_payloads(n: int, seed: int) -> list[tuple[bytes, bytes]]:
     return payloads
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=stderr
-    )
+def _progress():
+    return progress_bar(stderr)
 
 
 def run(events: int, partitions: int, batch_kb: int, linger_ms: int, compression: str | None) -> dict:

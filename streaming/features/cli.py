@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rental.progress import progress_bar
 from rental.settings import get_settings
 
 app = typer.Typer(help="Features: backfill, Feast apply and materialise, and a look at an item.", no_args_is_help=True)
@@ -34,9 +34,7 @@ def backfill(
     shutil.rmtree(settings.offline_dir, ignore_errors=True)
     shutil.rmtree(settings.state_dir, ignore_errors=True)  # consumers restart from the new backfill
     n_events = len(history.bookings) + int(history.bookings["cancelled_at"].notna().sum())
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as bar:
+    with progress_bar(console) as bar:
         task = bar.add_task("backfilling features (events)", total=n_events)
         pipeline = run_backfill(history, settings, as_of, progress=lambda n: bar.advance(task, n))
     console.print(

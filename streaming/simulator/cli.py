@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rental.progress import progress_bar
 from rental.settings import get_settings
 from streaming.events import describe_validation_error
 from streaming.simulator.shifts import Shifts
@@ -21,10 +21,8 @@ app = typer.Typer(help="The rental app's stand-in: seeded history and live booki
 console = Console(stderr=True)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    )
+def _progress():
+    return progress_bar(console)
 
 
 def _config(
