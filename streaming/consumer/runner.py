@@ -14,11 +14,13 @@ clock follows the wall clock (or ``settings.stream_now``), so windows decay with
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from rental.settings import Settings
@@ -32,6 +34,7 @@ from streaming.features.online import OnlineWriter
 from streaming.features.pipeline import CANCELLED, CREATED, Catalogue, FeaturePipeline, UnknownItem
 
 FORWARD_BATCH = 1_000  # events per forwarded message (well under Kafka's 1 MB message limit)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Counters:
     rows_online: int = 0
     rows_offline: int = 0
     checkpoints: int = 0
+    commit_retries: int = 0
 
 
 class StageRunner:
@@ -194,7 +198,13 @@ class StageRunner:
                             part.next_offset, part.pipeline.state())  # fmt: skip
             offsets[tp] = OffsetAndMetadata(part.next_offset, "", -1)
         if offsets and commit:
-            self.consumer.commit(offsets)
+            try:
+                self.consumer.commit(offsets)
+            except KafkaTimeoutError as exc:
+                # The saved checkpoint is what a restart resumes from; Kafka's copy of the offsets
+                # only lags behind it, and the next checkpoint commits them again.
+                log.warning("%s: offset commit timed out (%s); retried at the next checkpoint", self.stage.name, exc)
+                self.counters.commit_retries += 1
         self.counters.checkpoints += 1
         self._last_checkpoint = time.monotonic()
 
@@ -225,12 +235,17 @@ class StageRunner:
                 self.consumer.seek(tp, saved["offset"])
             else:
                 backfill = backfill or checkpoint.load_backfill(self.settings)
-                if backfill is not None:
-                    self._start_from_backfill(tp, pipeline, backfill, part)
-                else:  # nothing saved and no backfill: the whole topic, from its beginning
-                    offset = self.consumer.beginning_offsets([tp])[tp]
-                    part.next_offset = offset
-                    self.consumer.seek(tp, offset)
+                try:
+                    if backfill is not None:
+                        self._start_from_backfill(tp, pipeline, backfill, part)
+                    else:  # nothing saved and no backfill: the whole topic, from its beginning
+                        offset = self.consumer.beginning_offsets([tp])[tp]
+                        part.next_offset = offset
+                        self.consumer.seek(tp, offset)
+                except KafkaTimeoutError as exc:  # a slow broker: set it up again after the next poll
+                    log.warning("%s: could not find where %s starts (%s); retrying", self.stage.name, tp, exc)
+                    self._pending.append(tp)
+                    continue
             self.parts[tp] = part
         return partitions
 
