@@ -94,6 +94,7 @@ def run_stage(settings: Settings, name: str, max_seconds: float | None, until_id
     try:
         while not stop.requested:
             busy = runner.poll_once()
+            runner.rejoin_if_never_assigned()
             now = time.monotonic()
             if busy:
                 first_record = first_record or time.time()

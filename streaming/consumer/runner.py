@@ -71,16 +71,36 @@ class StageRunner:
         self.counters = Counters()
         self._last_checkpoint = time.monotonic()
         self._poll_timeout_ms = poll_timeout_ms or settings.stream_poll_timeout_ms
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=stage.group(settings),
-            client_id=f"features-{stage.name}",
+        self.consumer = self._join()
+        self._joined_at = time.monotonic()
+        self.rejoins = 0
+
+    def _join(self) -> KafkaConsumer:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            group_id=self.stage.group(self.settings),
+            client_id=f"features-{self.stage.name}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=settings.stream_max_poll_records,
+            max_poll_records=self.settings.stream_max_poll_records,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        self.consumer.subscribe([stage.topic], listener=_Rebalance(self))
+        consumer.subscribe([self.stage.topic], listener=_Rebalance(self))
+        return consumer
+
+    def rejoin_if_never_assigned(self, after_s: float = 30.0, attempts: int = 3) -> None:
+        """Seen a few times with kafka-python 3: a member that never receives its assignment
+        (the broker later drops it for missing heartbeats) and never rejoins. A fresh consumer
+        joins again; it owns nothing yet, so nothing is lost."""
+        if self.parts or self._pending or self.rejoins >= attempts:
+            return
+        if time.monotonic() - self._joined_at < after_s:
+            return
+        log.warning("%s: no partitions after %.0f s; joining the group again", self.stage.name, after_s)
+        self.consumer.close(autocommit=False)
+        self.consumer = self._join()
+        self._joined_at = time.monotonic()
+        self.rejoins += 1
 
     # -- the loop -------------------------------------------------------------------------------
     def poll_once(self) -> int:
