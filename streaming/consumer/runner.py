@@ -66,10 +66,12 @@ class StageRunner:
         self._pending: list[TopicPartition] = []  # assigned during a poll, set up after it
         self._sent: list = []  # futures of forwarded batches since the last checkpoint
         self._outbox: dict[tuple[str, int], list[tuple]] = {}  # (topic, partition) -> events to forward
-        self._partition_counts: dict[str, int] = {}
+        self._routes: dict[str, tuple[int, dict[str, int]]] = {}  # topic -> (partitions, key -> partition)
         self.offline_rows: list[dict] = []
         self.counters = Counters()
         self._last_checkpoint = time.monotonic()
+        self._since_checkpoint = 0  # records read since the last checkpoint
+        self.saver = checkpoint.BackgroundSaver()
         self._poll_timeout_ms = poll_timeout_ms or settings.stream_poll_timeout_ms
         self.consumer = self._join()
         self._joined_at = time.monotonic()
@@ -123,8 +125,13 @@ class StageRunner:
         self._send_outbox()
         self._advance_idle_partitions()
         self._write_rows()
-        if time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_every_s:
-            self.checkpoint()
+        self.saver.poll()
+        self._since_checkpoint += n
+        since = time.monotonic() - self._last_checkpoint
+        # Periodically, and as soon as a burst is drained (an empty poll), so offsets and the
+        # offline store catch up with Redis within a second of the stream going quiet.
+        if since >= self.settings.checkpoint_every_s or (n == 0 and self._since_checkpoint and since >= 1.0):
+            self.checkpoint(background=True)
         return n
 
     def _handle(self, part: PartitionState, record) -> None:
@@ -149,8 +156,8 @@ class StageRunner:
             args = (CANCELLED, event.event_id, event.item_id, event.customer_id, to_us(event.event_time), 0, 0)
         if self._apply(part, record, args):
             for topic, key in self.stage.forwards:
-                n = self._partition_counts.get(topic) or self._count_partitions(topic)
-                self._outbox.setdefault((topic, partition_of(key(args, self.catalogue), n)), []).append(args)
+                target = self._route(topic, key(args, self.catalogue))
+                self._outbox.setdefault((topic, target), []).append(args)
 
     def _apply(self, part: PartitionState, record, args: tuple) -> bool:
         """Apply one event; False if it was rejected or seen before."""
@@ -165,10 +172,15 @@ class StageRunner:
             self.counters.duplicates += 1
         return processed
 
-    def _count_partitions(self, topic: str) -> int:
-        partitions = self.producer.partitions_for(topic)
-        self._partition_counts[topic] = len(partitions)
-        return len(partitions)
+    def _route(self, topic: str, key: str) -> int:
+        """The partition of ``topic`` that owns ``key``, remembered: murmur2 is pure Python."""
+        count, routes = self._routes.get(topic) or self._routes.setdefault(
+            topic, (len(self.producer.partitions_for(topic)), {})
+        )
+        partition = routes.get(key)
+        if partition is None:
+            partition = routes[key] = partition_of(key, count)
+        return partition
 
     def _send_outbox(self) -> None:
         for (topic, partition), events in self._outbox.items():
@@ -194,12 +206,16 @@ class StageRunner:
             self.counters.rows_online += self.writer.write(view, rows)
             self.offline_rows.extend(rows)
 
-    def checkpoint(self, commit: bool = True) -> None:
+    def checkpoint(self, commit: bool = True, background: bool = False) -> None:
         """Make everything so far durable, in an order that loses nothing, then commit.
 
-        The saved offset is the one a restart resumes from; the Kafka commit follows it (and is
-        skipped inside a rebalance callback, where the client may not block), so what Kafka
-        shows as committed is never ahead of what is written."""
+        Forwarded and dead-lettered events are flushed and checked, the rows appended to the
+        offline store, each partition's state saved with its next offset, and only then the
+        offsets committed. The saved offset is the one a restart resumes from; the Kafka commit
+        follows it (and is skipped inside a rebalance callback, where the client may not
+        block), so what Kafka shows as committed is never ahead of what is written. With
+        ``background`` the states are saved by a forked child (``BackgroundSaver``) and the
+        commit waits for it, while this loop goes on."""
         self._write_rows()
         self.producer.flush()  # forwarded and dead-lettered events are in Kafka...
         failed = [f.exception for f in self._sent + self.dead_letters.take_sent() if f.failed()]
@@ -210,23 +226,35 @@ class StageRunner:
             write_rows(self.settings, self.stage.view, self.offline_rows, tag=self.stage.name)
             self.counters.rows_offline += len(self.offline_rows)
             self.offline_rows = []
-        offsets = {}
-        for tp, part in self.parts.items():
-            if part.next_offset is None:
-                continue
-            checkpoint.save(self.settings, self.stage.group(self.settings), tp.topic, tp.partition,
-                            part.next_offset, part.pipeline.state())  # fmt: skip
-            offsets[tp] = OffsetAndMetadata(part.next_offset, "", -1)
-        if offsets and commit:
-            try:
-                self.consumer.commit(offsets)
-            except KafkaTimeoutError as exc:
-                # The saved checkpoint is what a restart resumes from; Kafka's copy of the offsets
-                # only lags behind it, and the next checkpoint commits them again.
-                log.warning("%s: offset commit timed out (%s); retried at the next checkpoint", self.stage.name, exc)
-                self.counters.commit_retries += 1
+        saved = [(tp, part.next_offset, part.pipeline.state()) for tp, part in self.parts.items()
+                 if part.next_offset is not None]  # fmt: skip
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset, _ in saved}
+        group = self.stage.group(self.settings)
+        states = [(tp.topic, tp.partition, offset, state) for tp, offset, state in saved]
+
+        def then() -> None:
+            if offsets and commit:
+                self._commit(offsets)
+
+        if background:
+            self.saver.start(self.settings, group, states, then)
+        else:
+            self.saver.wait(run_then=commit)  # an earlier save finishes first: files are written in order
+            for topic, partition, offset, state in states:
+                checkpoint.save(self.settings, group, topic, partition, offset, state)
+            then()
         self.counters.checkpoints += 1
         self._last_checkpoint = time.monotonic()
+        self._since_checkpoint = 0
+
+    def _commit(self, offsets: dict) -> None:
+        try:
+            self.consumer.commit(offsets)
+        except KafkaTimeoutError as exc:
+            # The saved checkpoint is what a restart resumes from; Kafka's copy of the offsets
+            # only lags behind it, and the next checkpoint commits them again.
+            log.warning("%s: offset commit timed out (%s); retried at the next checkpoint", self.stage.name, exc)
+            self.counters.commit_retries += 1
 
     def lag(self) -> int:
         total = 0
@@ -245,6 +273,7 @@ class StageRunner:
         group = self.stage.group(self.settings)
         backfill = None
         partitions, self._pending = self._pending, []
+        self.writer.forget()  # another process may have written these keys meanwhile
         for tp in partitions:
             pipeline = FeaturePipeline(self.catalogue, views=(self.stage.view,))
             saved = checkpoint.load(self.settings, group, tp.topic, tp.partition)

@@ -60,7 +60,7 @@ def to_table(view: str, rows: list[dict] | pd.DataFrame) -> pa.Table:
     schema = SCHEMAS[view]
     if isinstance(rows, pd.DataFrame):
         return pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
-    return pa.table({f.name: pa.array([r[f.name] for r in rows], type=f.type) for f in schema}, schema=schema)
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def write_rows(settings: Settings, view: str, rows: list[dict] | pd.DataFrame, tag: str) -> list[Path]:

@@ -74,6 +74,12 @@ class OnlineWriter:
             fields = [(_mmh3(f"{stored_as}:{f.name}"), f.name, ENCODERS[f.dtype.to_value_type()]) for f in fv.features]
             self.views[fv.name] = (fv.entity_columns[0].name, f"_ts:{stored_as}", fields)
         self._keys: dict[tuple[str, str], bytes] = {}
+        # The stamp this writer last gave each key, so only keys it has not written yet need a
+        # read first. Valid while this process owns the keys: ``forget`` at every rebalance.
+        self._stamped: dict[tuple[bytes, str], int] = {}
+
+    def forget(self) -> None:
+        self._stamped.clear()
 
     def _redis_key(self, join_key: str, entity: str) -> bytes:
         cached = self._keys.get((join_key, entity))
@@ -91,18 +97,23 @@ class OnlineWriter:
         for row in rows:  # an entity's rows come in time order: the last one wins
             latest[row[join_key]] = row
         keys = [self._redis_key(join_key, entity) for entity in latest]
+        stamped = self._stamped
+        unknown = [key for key in keys if (key, ts_field) not in stamped]
+        if unknown:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for key in unknown:
+                    pipe.hget(key, ts_field)
+                for key, previous in zip(unknown, pipe.execute(), strict=True):
+                    stamped[key, ts_field] = _timestamp_us(previous)
         with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hget(key, ts_field)
-            stored = pipe.execute()
-        with self.redis.pipeline(transaction=False) as pipe:
-            for key, previous, row in zip(keys, stored, latest.values(), strict=True):
+            for key, row in zip(keys, latest.values(), strict=True):
                 # This consumer owns the key, and its state is the truth. A row stamped at or
                 # before the stored one (a restart recomputed it, and rows late events produce
                 # are stamped with a clock that a crashed run may have moved further) would be
                 # skipped by Feast's reader rule and the update silently lost: stamp it just
                 # after the stored row instead, so time stays monotonic and nothing is dropped.
-                at_us = max(row["event_timestamp"], _timestamp_us(previous) + 1)
+                at_us = max(row["event_timestamp"], stamped[key, ts_field] + 1)
+                stamped[key, ts_field] = at_us
                 mapping = {
                     ts_field: Timestamp(seconds=at_us // 1_000_000, nanos=at_us % 1_000_000 * 1_000).SerializeToString()
                 }

@@ -66,6 +66,12 @@ class EntityState:
     last_event_us: int = -1  # latest event whose first measure (its count) is positive: a booking
     first_event_us: int = -1  # earliest event time ever (how much history a long-run level has)
 
+    def __reduce__(self):
+        # A flat tuple pickles about 2.5x faster than the dataclass's default slot state, and
+        # checkpoints pickle every entity of a partition.
+        return EntityState, (self.times, self.measures, self.heads, self.sums, self.last_row_us,
+                             self.next_tick_us, self.last_event_us, self.first_event_us)  # fmt: skip
+
 
 class WindowEngine:
     """Windowed sums for every entity of one spec, with the expiry timer that decays them."""
@@ -188,7 +194,10 @@ class WindowEngine:
                 heads[w] = head
                 changed = True
         drop = heads[-1]
-        if drop > 64 and drop * 2 > n:  # compact what left the longest window
+        if drop == n and n:  # nothing left in any window: keep no history (checkpoints stay small)
+            times.clear(), state.measures.clear()
+            state.heads = [0] * len(heads)
+        elif drop > 64 and drop * 2 > n:  # compact what left the longest window
             del times[:drop], state.measures[:drop]
             state.heads = [h - drop for h in heads]
         return changed
