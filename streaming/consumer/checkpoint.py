@@ -62,28 +62,27 @@ def load_backfill(settings: Settings) -> dict | None:
 
 
 class BackgroundSaver:
-    """Saves partition states from a forked child, as Redis's BGSAVE does.
+    """Writes a checkpoint from a forked child, as Redis's BGSAVE does.
 
-    Pickling every window of 100,000 items takes about a second; done in the consumer loop it
-    stalled every update behind it. A fork gives the child a copy-on-write image of the state
-    at this instant, which it writes while the parent goes on consuming. ``then`` (the offset
-    commit) runs in the parent only once the child has written every file, so the ordering
-    rule (state saved before offsets committed) holds. One save at a time.
+    Pickling every window of 100,000 items takes about a second and a Parquet append a few
+    hundred milliseconds; done in the consumer loop they stalled every update behind them. A
+    fork gives the child a copy-on-write image of the rows and state at this instant, which it
+    writes while the parent goes on consuming. ``then`` (the offset commit) runs in the parent
+    only once the child has written everything, so the ordering rule (features written before
+    offsets committed) holds. One checkpoint at a time, written in order.
     """
 
     def __init__(self):
         self._child: tuple[int, Callable[[], None]] | None = None
         self._lock = threading.Lock()  # the rebalance callback waits from the client's IO thread
 
-    def start(self, settings: Settings, group: str, states: list[tuple[str, int, int, dict]],
-              then: Callable[[], None]) -> None:  # fmt: skip
+    def start(self, work: Callable[[], None], then: Callable[[], None]) -> None:
         self.wait()
         pid = os.fork()
-        if pid == 0:  # the child: write the files and leave, touching nothing else of the parent's
+        if pid == 0:  # the child: do the writes and leave, touching nothing else of the parent's
             code = 1
             try:
-                for topic, partition, offset, state in states:
-                    save(settings, group, topic, partition, offset, state)
+                work()
                 code = 0
             except BaseException:
                 traceback.print_exc()

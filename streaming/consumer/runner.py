@@ -214,7 +214,7 @@ class StageRunner:
         offsets committed. The saved offset is the one a restart resumes from; the Kafka commit
         follows it (and is skipped inside a rebalance callback, where the client may not
         block), so what Kafka shows as committed is never ahead of what is written. With
-        ``background`` the states are saved by a forked child (``BackgroundSaver``) and the
+        ``background`` the writes are made by a forked child (``BackgroundSaver``) and the
         commit waits for it, while this loop goes on."""
         self._write_rows()
         self.producer.flush()  # forwarded and dead-lettered events are in Kafka...
@@ -222,26 +222,28 @@ class StageRunner:
         if failed:  # ...or we stop here, before any offset moves past them
             raise RuntimeError(f"{len(failed)} forwarded or dead-lettered events were not written: {failed[0]!r}")
         self._sent = []
-        if self.offline_rows:
-            write_rows(self.settings, self.stage.view, self.offline_rows, tag=self.stage.name)
-            self.counters.rows_offline += len(self.offline_rows)
-            self.offline_rows = []
+        rows, self.offline_rows = self.offline_rows, []
+        self.counters.rows_offline += len(rows)
         saved = [(tp, part.next_offset, part.pipeline.state()) for tp, part in self.parts.items()
                  if part.next_offset is not None]  # fmt: skip
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset, _ in saved}
-        group = self.stage.group(self.settings)
-        states = [(tp.topic, tp.partition, offset, state) for tp, offset, state in saved]
+        settings, view, group = self.settings, self.stage.view, self.stage.group(self.settings)
+
+        def write() -> None:  # the offline rows, then each partition's state with its offset
+            if rows:
+                write_rows(settings, view, rows, tag=self.stage.name)
+            for tp, offset, state in saved:
+                checkpoint.save(settings, group, tp.topic, tp.partition, offset, state)
 
         def then() -> None:
             if offsets and commit:
                 self._commit(offsets)
 
         if background:
-            self.saver.start(self.settings, group, states, then)
+            self.saver.start(write, then)
         else:
-            self.saver.wait(run_then=commit)  # an earlier save finishes first: files are written in order
-            for topic, partition, offset, state in states:
-                checkpoint.save(self.settings, group, topic, partition, offset, state)
+            self.saver.wait(run_then=commit)  # an earlier checkpoint lands first
+            write()
             then()
         self.counters.checkpoints += 1
         self._last_checkpoint = time.monotonic()
