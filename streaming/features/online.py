@@ -11,47 +11,16 @@ names and serialises values directly. The integration tests read what it writes 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from feast import FeatureStore
 from feast.infra.online_stores.helpers import _mmh3, _redis_key
 from feast.infra.online_stores.redis import _versioned_fv_name
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis import Redis
 
 from rental.settings import Settings
-
-_EMPTY = ValueProto().SerializeToString()
-
-
-def _int(v: Any) -> bytes:
-    return ValueProto(int64_val=int(v)).SerializeToString()
-
-
-def _float(v: Any) -> bytes:
-    return ValueProto(double_val=float(v)).SerializeToString()
-
-
-def _str(v: Any) -> bytes:
-    return ValueProto(string_val=str(v)).SerializeToString()
-
-
-def _unix_seconds_from_us(v: Any) -> bytes:
-    return ValueProto(unix_timestamp_val=int(v) // 1_000_000).SerializeToString()
-
-
-ENCODERS: dict[ValueType, Callable[[Any], bytes]] = {
-    ValueType.INT64: _int,
-    ValueType.INT32: _int,
-    ValueType.DOUBLE: _float,
-    ValueType.FLOAT: _float,
-    ValueType.STRING: _str,
-    ValueType.UNIX_TIMESTAMP: _unix_seconds_from_us,  # rows carry times as integer microseconds
-}
+from streaming.features.proto_bytes import EMPTY, ENCODERS, timestamp
 
 
 def _timestamp_us(proto_bytes: bytes | None) -> int:
@@ -114,12 +83,10 @@ class OnlineWriter:
                 # after the stored row instead, so time stays monotonic and nothing is dropped.
                 at_us = max(row["event_timestamp"], stamped[key, ts_field] + 1)
                 stamped[key, ts_field] = at_us
-                mapping = {
-                    ts_field: Timestamp(seconds=at_us // 1_000_000, nanos=at_us % 1_000_000 * 1_000).SerializeToString()
-                }
+                mapping = {ts_field: timestamp(at_us)}
                 for field_key, name, encode in fields:
                     value = row[name]
-                    mapping[field_key] = _EMPTY if value is None else encode(value)
+                    mapping[field_key] = EMPTY if value is None else encode(value)
                 pipe.hset(key, mapping=mapping)
             pipe.execute()
         return len(keys)
