@@ -10,6 +10,7 @@ from streaming.demo import app as demo_app
 from streaming.features.cli import app as features_app
 from streaming.history_cli import app as history_app
 from streaming.simulator.cli import app as simulate_app
+from training.cli import train
 
 app = typer.Typer(help="Real-time rental pricing for fashion rental platforms.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
@@ -18,6 +19,7 @@ app.add_typer(history_app, name="history")
 app.add_typer(features_app, name="features")
 app.add_typer(stream_app, name="stream")
 app.add_typer(demo_app, name="demo")
+app.command("train")(train)
 
 if __name__ == "__main__":
     app()

@@ -11,6 +11,7 @@ import os
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,6 +83,23 @@ class Settings(BaseSettings):
     mlflow_tracking_uri_env: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
     registered_model_name: str = "rental-price"
     serving_alias: str = "champion"
+
+    # Training: the split, the gate, XGBoost. Same data and these settings give the same model.
+    train_experiment: str = "rental-price"
+    train_validation_weeks: int = Field(default=4, ge=1, description="latest weeks held out to evaluate and gate")
+    train_early_stopping_weeks: int = Field(default=2, ge=1, description="weeks before those that stop boosting")
+    train_gate_margin: float = Field(default=0.10, ge=0, lt=1, description="MAE this far below the best baseline")
+    train_engine: Literal["asof", "feast"] = Field(default="asof", description="how the point-in-time join runs")
+    train_nthread: int = 2
+    train_max_category_levels: int = Field(default=64, description="wider string features are left out")
+    xgb_max_depth: int = 8
+    xgb_learning_rate: float = 0.1
+    xgb_num_boost_round: int = 2_000
+    xgb_early_stopping_rounds: int = 50
+    xgb_min_child_weight: float = 5.0
+    xgb_subsample: float = 0.8
+    xgb_colsample_bytree: float = 0.9
+    xgb_max_bin: int = 256
 
     # Simulator defaults.
     seed: int = 42

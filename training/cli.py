@@ -1,0 +1,61 @@
+"""`rental train`: build the point-in-time set, train, evaluate, log to MLflow, register, gate."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rental.progress import progress_bar
+from rental.settings import get_settings
+
+console = Console()
+
+
+def train(
+    engine: Annotated[
+        str | None, typer.Option(help="Point-in-time join: asof (DuckDB, default) or feast (small sets).")
+    ] = None,
+) -> None:
+    """Train a candidate on the booking history; it becomes champion only through the gate."""
+    from training.pipeline import run_training
+    from training.service import TrainingDataError
+
+    settings = get_settings()
+    try:
+        with progress_bar(console) as bar:
+            stage = bar.add_task("starting", total=None)
+            boosting = bar.add_task(
+                "boosting rounds (early stopping)", total=settings.xgb_num_boost_round, visible=False
+            )
+
+            def step(name: str) -> None:
+                bar.update(stage, description=name)
+                if name != "boosting" and bar.tasks[boosting].visible:
+                    bar.update(boosting, total=bar.tasks[boosting].completed)
+
+            def rounds(done: int) -> None:
+                bar.update(boosting, completed=done, visible=True)
+
+            result = run_training(settings, engine, step, rounds)
+            bar.update(stage, description="done", total=1, completed=1)
+    except TrainingDataError as exc:
+        console.print(f"[red]cannot train:[/red] {exc}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"validation (run {result.run_id[:8]}, {settings.registered_model_name} v{result.version})")
+    for column in ("", "MAE", "MAPE", "RMSLE"):
+        table.add_column(column, justify="right" if column else "left")
+    m = result.metrics
+    for name, prefix in [("model", ""), ("noise floor", "noise_floor_"), ("global median", "global_median_"),
+                         ("tier x category median", "tier_category_median_"), ("linear", "linear_")]:  # fmt: skip
+        if f"{prefix}mae" in m:
+            table.add_row(name, f"{m[f'{prefix}mae']:.3f}", f"{m[f'{prefix}mape']:.1%}", f"{m[f'{prefix}rmsle']:.4f}")
+    console.print(table)
+    verdict = "[green]promoted to champion[/green]" if result.decision.promote else "[yellow]not promoted[/yellow]"
+    console.print(f"version {result.version}: {verdict}")
+    for reason in result.decision.reasons:
+        console.print(f"  - {reason}")
+    console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    console.print(f"MLflow: {settings.mlflow_tracking_uri}, experiment {settings.train_experiment!r}")

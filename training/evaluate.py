@@ -1,0 +1,82 @@
+"""How good a price is: MAE, MAPE and RMSLE, beside baselines and the simulator's noise floor.
+
+Baselines are what a pricing team would try first: one global median, the median of the
+item's brand tier and category, and a linear model on log price. The noise floor is the error
+of the true expected price (simulated data only): no model can beat it by more than chance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from training.dataset import EXPECTED, LABEL
+from training.spec import ModelSpec
+
+GROUP = ["brand_tier", "item_category"]
+
+
+def metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
+    return {
+        "mae": float(np.mean(np.abs(predicted - actual))),
+        "mape": float(np.mean(np.abs(predicted - actual) / actual)),
+        "rmsle": float(np.sqrt(np.mean((np.log1p(predicted) - np.log1p(actual)) ** 2))),
+    }
+
+
+def global_median(train: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    return np.full(len(rows), float(train[LABEL].median()))
+
+
+def group_median(train: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    medians = train.groupby(GROUP, observed=True)[LABEL].median().rename("_median")
+    got = rows[GROUP].merge(medians, left_on=GROUP, right_index=True, how="left")["_median"]
+    return got.fillna(train[LABEL].median()).to_numpy(float)
+
+
+def linear(train: pd.DataFrame, rows: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
+    """Ridge on log price: one-hot categories, log retail price, the other inputs as numbers."""
+    categorical = [c for c in spec.inputs if c in spec.levels] + ["start_month"]
+    numeric = [c for c in spec.inputs if c not in categorical]
+
+    def table(frame: pd.DataFrame) -> pd.DataFrame:
+        x = pd.DataFrame(spec.matrix(frame), columns=list(spec.inputs), index=frame.index)
+        x["retail_price"] = np.log(x["retail_price"])
+        return x
+
+    model = make_pipeline(
+        ColumnTransformer([
+            ("categories", OneHotEncoder(handle_unknown="ignore"), categorical),
+            ("numbers", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), numeric),
+        ]),
+        Ridge(alpha=1.0),
+    )  # fmt: skip
+    model.fit(table(train), np.log(train[LABEL].to_numpy(float)))
+    return np.exp(model.predict(table(rows)))
+
+
+def baselines(train: pd.DataFrame, rows: pd.DataFrame, spec: ModelSpec) -> dict[str, np.ndarray]:
+    return {
+        "global_median": global_median(train, rows),
+        "tier_category_median": group_median(train, rows),
+        "linear": linear(train, rows, spec),
+    }
+
+
+def noise_floor(rows: pd.DataFrame) -> np.ndarray | None:
+    return rows[EXPECTED].to_numpy(float) if EXPECTED in rows else None
+
+
+def by_group(rows: pd.DataFrame, predictions: dict[str, np.ndarray], key: pd.Series) -> pd.DataFrame:
+    """MAE of each predictor per group (category, month): one row per group, one column each."""
+    actual = rows[LABEL].to_numpy(float)
+    errors = pd.DataFrame({name: np.abs(p - actual) for name, p in predictions.items()}, index=rows.index)
+    table = errors.groupby(key.to_numpy()).mean()
+    table["bookings"] = errors.groupby(key.to_numpy()).size()
+    return table

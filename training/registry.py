@@ -1,0 +1,89 @@
+"""The registry step: log the candidate as a version of ``rental-price`` and move ``champion``
+only through the gate, with the decision and its reasons on the run and on the version."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from rental.settings import Settings
+from training.dataset import LABEL
+from training.gate import GateDecision, decide
+from training.predictor import BOOSTER_FILE, REQUEST_INPUTS, PricePredictor
+from training.pyfunc import PriceModel
+from training.spec import SPEC_FILE, ModelSpec
+
+
+def input_example(rows: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """A few complete rows as the service receives them: Feast's features and the request; times
+    are naive UTC, as MLflow's schema enforcement requires (the predictor reads naive as UTC)."""
+    example = rows[spec.feature_names + list(REQUEST_INPUTS)].dropna().head(3).copy()
+    example["rental_start"] = example["rental_start"].astype(str)
+    for column in example.columns:
+        if isinstance(example[column].dtype, pd.DatetimeTZDtype):  # MLflow schemas hold naive times (UTC here)
+            example[column] = example[column].dt.tz_convert("UTC").dt.tz_localize(None)
+        elif isinstance(example[column].dtype, pd.Int64Dtype):
+            example[column] = example[column].astype("int64")
+        elif example[column].dtype == object:
+            example[column] = example[column].astype(str)
+    return example.reset_index(drop=True)
+
+
+def log_and_register(booster: xgb.Booster, spec: ModelSpec, valid: pd.DataFrame, settings: Settings) -> str:
+    """The model under the active run (booster + spec as pyfunc artifacts), registered; its version."""
+    example = input_example(valid, spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        booster.save_model(Path(tmp) / BOOSTER_FILE)
+        (Path(tmp) / SPEC_FILE).write_text(spec.to_json())
+        predictions = PricePredictor(booster, spec).predict(example)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=PriceModel(),
+            artifacts={BOOSTER_FILE: str(Path(tmp) / BOOSTER_FILE), SPEC_FILE: str(Path(tmp) / SPEC_FILE)},
+            signature=infer_signature(example, predictions),
+            input_example=example,
+            registered_model_name=settings.registered_model_name,
+            pip_requirements=[f"mlflow=={mlflow.__version__}", f"xgboost=={xgb.__version__}", "pandas", "numpy"],
+        )
+    return str(info.registered_model_version)
+
+
+def champion_mae(settings: Settings, valid: pd.DataFrame) -> tuple[str, float] | None:
+    """The current champion's MAE on these rows, or None when there is no champion."""
+    try:
+        champion = PricePredictor.from_registry(settings, alias=settings.serving_alias)
+    except MlflowException:
+        return None
+    missing = [c for c in champion.feature_names if c not in valid.columns]
+    if missing:  # a champion of another feature service cannot be scored here: it is kept
+        return champion.version or "?", float("-inf")
+    predicted = champion.predict(valid)
+    return champion.version or "?", float(np.mean(np.abs(predicted - valid[LABEL].to_numpy(float))))
+
+
+def gate_and_promote(
+    settings: Settings, version: str, candidate_mae: float, best_baseline: tuple[str, float], valid: pd.DataFrame
+) -> GateDecision:
+    champion = champion_mae(settings, valid)
+    decision = decide(candidate_mae, best_baseline, settings.train_gate_margin, champion)
+    client = MlflowClient()
+    name = settings.registered_model_name
+    if decision.promote:
+        client.set_registered_model_alias(name, settings.serving_alias, version)
+    client.set_model_version_tag(name, version, "gate.promoted", str(decision.promote).lower())
+    client.set_model_version_tag(name, version, "gate.reasons", json.dumps(decision.reasons))
+    mlflow.set_tags({"gate.promoted": str(decision.promote).lower(), "gate.reasons": "; ".join(decision.reasons)})
+    mlflow.log_metric("gate_promoted", float(decision.promote))
+    if champion is not None and np.isfinite(champion[1]):
+        mlflow.log_metric("champion_mae", champion[1])
+    mlflow.log_dict(decision.as_dict() | {"version": version, "champion": champion}, "gate.json")
+    return decision
