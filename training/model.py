@@ -20,6 +20,11 @@ from rental.settings import Settings
 from training.dataset import TrainingDataError, TrainingSet
 from training.spec import ModelSpec, build_spec
 
+# Demand raises the price: more bookings and more revenue recently never lower a quote. Without
+# the constraint the trees credit popularity to whichever correlated window fits best, and a
+# busier item, all else equal, could be priced lower.
+MONOTONE_INCREASING = ("bookings_7d", "bookings_30d", "revenue_7d", "revenue_30d")
+
 
 @dataclass(frozen=True)
 class Split:
@@ -100,7 +105,9 @@ def fit(data: TrainingSet, split: Split, settings: Settings, progress: Callable[
         return xgb.DMatrix(x[mask], label=y[mask], feature_names=names, feature_types=types, enable_categorical=True,
                            nthread=settings.train_nthread)  # fmt: skip
 
-    params = xgb_params(settings)
+    params = xgb_params(settings) | {
+        "monotone_constraints": "(" + ",".join("1" if n in MONOTONE_INCREASING else "0" for n in names) + ")"
+    }
     booster = xgb.train(
         params, dmatrix(split.train), num_boost_round=settings.xgb_num_boost_round,
         evals=[(dmatrix(split.stop), "stop")], early_stopping_rounds=settings.xgb_early_stopping_rounds,
