@@ -9,7 +9,7 @@ RENTAL := $(VENV)/bin/rental
 PYTEST_ARGS ?=
 
 .PHONY: help install python-deps system-deps services-up services-down services-status \
-        demo test test-unit test-integration lint format bench-kafka bench-stream clean
+        demo test test-unit test-integration lint format bench-kafka bench-stream train bench-train clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -41,6 +41,7 @@ demo: services-up ## the whole system end to end on its defaults
 	$(RENTAL) features apply
 	$(RENTAL) features materialize --full
 	$(RENTAL) features show
+	$(RENTAL) train
 	$(RENTAL) demo live --seconds 15 --rate 100
 	$(RENTAL) services status
 
@@ -66,6 +67,12 @@ bench-kafka: services-up ## producer and consumer throughput against the local b
 
 bench-stream: services-up ## feature consumer throughput, freshness and memory with 100,000 items (one JSON line)
 	$(PY) -m rental.bench.stream_bench
+
+train: python-deps ## train a candidate on the history, log it to MLflow, promote it only through the gate
+	$(RENTAL) train
+
+bench-train: services-up ## training set + XGBoost on 1,000,000 skewed bookings: times, memory, MAE (one JSON line)
+	$(PY) -m rental.bench.train_bench
 
 clean: services-down ## stop services and remove generated data (fetched jars stay cached)
 	rm -rf data .pytest_cache .ruff_cache
