@@ -101,6 +101,17 @@ class Settings(BaseSettings):
     xgb_colsample_bytree: float = 0.9
     xgb_max_bin: int = 256
 
+    # The pricing service (bento_service/): ports, limits, how it follows the champion alias.
+    serve_host: str = "0.0.0.0"
+    serve_http_port: int = Field(default=3000, ge=1, le=65535)
+    serve_grpc_port: int = Field(default=50051, ge=1, le=65535)
+    serve_workers: int = Field(default=1, ge=1, description="Bento worker processes; each serves HTTP and gRPC")
+    serve_batch_limit: int = Field(default=100, ge=1, le=10_000, description="most items in one predict_batch")
+    serve_alias_poll_s: float = Field(default=5.0, gt=0, description="how often the champion alias is checked")
+    serve_redis_timeout_s: float = Field(default=0.25, gt=0, description="a slower Redis answer means unavailable")
+    serve_fallback_items: int = Field(default=20_000, ge=0, description="last-known features kept for Redis outages")
+    serve_log_queue: int = Field(default=50_000, ge=1, description="quotes waiting for Kafka before they are dropped")
+
     # Simulator defaults.
     seed: int = 42
     currency: str = "GBP"
