@@ -149,4 +149,12 @@ def _merge(stats_dir: Path, names: list[str], drained_at: float | None) -> dict:
         "duplicates": sum(p["duplicates"] for p in parts),
         "dead_letters": sum(p["dead_letters"] for p in parts),
         "peak_rss_mb": {n: p["peak_rss_mb"] for n, p in zip(names, parts, strict=False)},
+        # Each stage on its own: its events over its first-to-last record (the other stages ran
+        # beside it on the same cores).
+        "stage_events_per_s": {
+            k: round(v / (p["last_record"] - p["first_record"]))
+            for p in parts
+            if p.get("first_record") and p["last_record"] > p["first_record"]
+            for k, v in p["events"].items()
+        },
     }
