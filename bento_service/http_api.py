@@ -1,0 +1,113 @@
+"""The HTTP API, a FastAPI app mounted in the Bento: POST /predict, POST /predict_batch, GET /health.
+
+FastAPI (rather than ``@bentoml.api``) because the rental app needs exact status codes and
+bodies: a bad field is a 400 naming it, an unknown item a 404, a missing dependency a 503, each
+documented in the OpenAPI schema that the fuzz test reads; BentoML adds /livez, /readyz and
+/metrics and merges both into its /docs.json. Handlers are ``async`` and price inline on the
+event loop: a quote is about a millisecond of CPU, less than a hop to a thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from bento_service.pricing import Pricer, QuoteInput, Unavailable
+from bento_service.schemas import BATCH_LIMIT, BatchQuote, BatchRequest, Health, Problem, Quote, QuoteRequest
+
+app = FastAPI(
+    title="rental pricing",
+    version="1",
+    description="Rental price per day for fashion rental items, from live features. gRPC: PricingService.",
+)
+_pricer: Pricer | None = None
+ERRORS = {
+    400: {"model": Problem, "description": "a field is missing or invalid (named in `fields`)"},
+    503: {"model": Problem, "description": "the model or the online feature store is unavailable"},
+}
+
+
+def bind(pricer: Pricer) -> None:
+    """The process's pricer, shared with the gRPC server."""
+    global _pricer
+    _pricer = pricer
+
+
+def _problem(status: int, error: str, fields: list[str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "fields": fields or []}, status_code=status)
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return Response(json.dumps(body, default=_iso), status_code=status, media_type="application/json")
+
+
+def _iso(value):
+    return value.isoformat()
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    fields, reasons = [], []
+    for problem in exc.errors():
+        loc = [str(p) for p in problem.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        fields.append(where)
+        reasons.append(f"{where}: {problem.get('msg', 'invalid')}")
+    return _problem(400, "; ".join(reasons), list(dict.fromkeys(fields)))
+
+
+def _inputs(requests: list[QuoteRequest]) -> list[QuoteInput]:
+    return [QuoteInput(r.item_id, r.customer_id, r.rental_start, r.rental_days) for r in requests]
+
+
+@app.post("/predict", response_model=Quote, responses=ERRORS | {404: {"model": Problem, "description": "unknown item"}})
+async def predict(body: QuoteRequest) -> Response:
+    """The price of one item for a rental."""
+    started = time.perf_counter()
+    try:
+        priced = _pricer.quote(_inputs([body]), "http", started)
+    except Unavailable as exc:
+        return _problem(503, str(exc))
+    if priced.not_found:
+        return _problem(404, f"item_id: no item {body.item_id!r} in the catalogue", ["item_id"])
+    return _json(priced.quotes[0])
+
+
+@app.post(
+    "/predict_batch", response_model=BatchQuote, responses=ERRORS,
+    description=f"Prices of up to {BATCH_LIMIT} items at once (more is a 400); unknown items are listed in `not_found`.",
+)  # fmt: skip
+async def predict_batch(body: BatchRequest) -> Response:
+    started = time.perf_counter()
+    try:
+        priced = _pricer.quote(_inputs(body.items), "http", started)
+    except Unavailable as exc:
+        return _problem(503, str(exc))
+    return _json({"quotes": priced.quotes, "not_found": priced.not_found})
+
+
+@app.get("/health", response_model=Health, responses={503: {"model": Health, "description": "cannot quote"}})
+async def health() -> Response:
+    """What the service depends on and how it is doing; 503 while it cannot quote."""
+    report = _pricer.health()
+    return _json(report, 503 if report["status"] == "unavailable" else 200)
+
+
+def _openapi() -> dict:
+    """FastAPI documents a 422 for every body; this API answers 400 instead."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        for path in schema["paths"].values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+app.openapi = _openapi

@@ -1,0 +1,107 @@
+"""Every quote to Kafka ``predictions``, never on the response's path.
+
+A request only puts its record on a bounded in-memory queue (a few microseconds); one daemon
+thread serialises the records and hands them to a kafka-python producer, whose own thread
+batches and sends them. When Kafka is down the thread keeps trying to connect while the queue
+holds what arrives; a full queue drops records, and failed sends are counted too, so
+``/health`` says how many quotes could not be logged. Quotes are answered either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from kafka.errors import KafkaError
+
+from bento_service.schemas import PredictionRecord
+from rental.settings import Settings
+from streaming.producer import make_producer
+
+log = logging.getLogger(__name__)
+RECONNECT_S = 2.0
+
+
+class PredictionLog:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.topic = settings.topic_predictions
+        self._queue: queue.Queue = queue.Queue(maxsize=settings.serve_log_queue)
+        self._producer = None
+        # Each counter has one writer (the request path, this thread, or the producer's thread).
+        self.dropped = self.attempted = self.not_encoded = self.logged = self.not_sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def publish(self, record: dict) -> None:
+        """``record``: the fields of a ``PredictionRecord``; validated and encoded off the request path."""
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize() + self.attempted - self.logged - self.not_sent
+
+    @property
+    def unlogged(self) -> int:
+        return self.dropped + self.not_encoded + self.not_sent
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Send what is queued (up to ``timeout_s``), then stop."""
+        deadline = time.monotonic() + timeout_s
+        while self.connected and self._queue.qsize() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stop.set()
+        self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        if self._producer is not None:
+            self._producer.close(timeout=max(0.1, deadline - time.monotonic()))
+
+    def _connect(self):
+        try:
+            return make_producer(self.settings, client_id="pricing-service", linger_ms=20, max_block_ms=2_000,
+                                 request_timeout_ms=10_000, delivery_timeout_ms=30_000)  # fmt: skip
+        except (KafkaError, OSError) as exc:
+            log.warning("prediction log: Kafka unavailable (%s); retrying in %.0f s", exc, RECONNECT_S)
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._producer is None:
+                self._producer = self._connect()
+                if self._producer is None:
+                    self._stop.wait(RECONNECT_S)
+                    continue
+            try:
+                record = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._send(record)
+
+    def _send(self, record: dict) -> None:
+        try:
+            payload = PredictionRecord.model_validate(record).model_dump_json().encode()
+            future = self._producer.send(self.topic, key=record["item_id"], value=payload)
+        except (KafkaError, OSError, ValueError) as exc:
+            self.not_encoded += 1
+            log.warning("prediction log: a quote could not be logged: %s", exc)
+            return
+        self.attempted += 1
+        future.add_callback(self._sent).add_errback(self._not_sent)
+
+    def _sent(self, _metadata) -> None:
+        self.logged += 1
+
+    def _not_sent(self, exc) -> None:
+        self.not_sent += 1
+        log.warning("prediction log: Kafka did not take a quote: %s", exc)

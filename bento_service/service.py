@@ -1,0 +1,46 @@
+"""The Bento: ``bentoml serve bento_service.service:PricingService`` (``make serve``).
+
+Each worker process holds one ``Pricer`` (champion model, Feast store, prediction log) and
+serves it twice: the FastAPI app mounted at / (HTTP, on ``RENTAL_SERVE_HTTP_PORT``) and a
+grpcio server started on the worker's event loop (gRPC, on ``RENTAL_SERVE_GRPC_PORT``).
+BentoML's /readyz follows ``__is_ready__``: a model is loaded and Redis answers.
+"""
+
+from __future__ import annotations
+
+import bentoml
+
+from bento_service import http_api
+from bento_service.grpc_server import GrpcServer
+from bento_service.pricing import Pricer
+from rental.settings import get_settings
+
+SETTINGS = get_settings()
+
+
+@bentoml.service(
+    name="rental_pricing",
+    workers=SETTINGS.serve_workers,
+    http={"host": SETTINGS.serve_host, "port": SETTINGS.serve_http_port},
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": False}},  # every quote is logged to Kafka instead
+)
+@bentoml.asgi_app(http_api.app, path="/")
+class PricingService:
+    def __init__(self) -> None:
+        self.pricer = Pricer(SETTINGS)
+        self.pricer.start()
+        http_api.bind(self.pricer)
+        self.grpc = GrpcServer(self.pricer, SETTINGS)
+
+    @bentoml.on_startup
+    async def start_grpc(self) -> None:
+        await self.grpc.start()
+
+    @bentoml.on_shutdown
+    async def stop(self) -> None:
+        await self.grpc.stop()
+        self.pricer.close()
+
+    def __is_ready__(self) -> bool:
+        return self.pricer.ready()

@@ -1,0 +1,217 @@
+"""The served Bento over HTTP and gRPC: same price on both, bad input, cold start, the prediction
+log, the alias moving without a restart, and a streamed booking reaching the next quote."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import grpc
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from mlflow import MlflowClient
+
+from bento_service.protos import pricing_pb2
+from rental.bench.sandbox import wait_for
+from rental.bench.serving_world import NEW_ITEM
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+START = (datetime.now(UTC).date() + timedelta(days=10)).isoformat()
+
+
+def body(item: str, customer: str | None = None, start: str = START, days: int = 3) -> dict:
+    return {"item_id": item, "rental_start": start, "rental_days": days} | (
+        {"customer_id": customer} if customer else {}
+    )
+
+
+def test_the_same_request_gets_the_same_price_over_http_and_grpc(world, http, stub):
+    cases = [body(world.items[0], world.customers[0]), body(world.items[5]), body(world.items[-1], days=9),
+             body(NEW_ITEM, world.customers[1], days=1)]  # fmt: skip
+    for case in cases:
+        answer = http.post("/predict", json=case)
+        assert answer.status_code == 200, answer.text
+        quote = answer.json()
+        over_grpc = stub.Predict(pricing_pb2.PredictRequest(**case))
+        assert over_grpc.price_per_day == quote["price_per_day"] > 0
+        assert over_grpc.total_price == quote["total_price"] == round(quote["price_per_day"] * case["rental_days"], 2)
+        assert over_grpc.model_version == quote["model_version"] == world.champion
+        assert over_grpc.cold_start == quote["cold_start"] and quote["currency"] == "GBP"
+        assert quote["features_as_of"] and over_grpc.features_as_of == quote["features_as_of"].replace("Z", "+00:00")
+    batch = http.post("/predict_batch", json={"items": [*cases, body("no_such_item")]})
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["not_found"] == ["no_such_item"]
+    prices = [q["price_per_day"] for q in batch.json()["quotes"]]
+    over_grpc = stub.PredictBatch(
+        pricing_pb2.PredictBatchRequest(items=[pricing_pb2.PredictRequest(**c) for c in cases])
+    )
+    assert [q.price_per_day for q in over_grpc.quotes] == pytest.approx(prices, abs=0.011)  # frame vs scalar path
+    assert prices == pytest.approx([http.post("/predict", json=c).json()["price_per_day"] for c in cases], abs=0.011)
+
+
+def test_a_new_item_is_priced_from_its_attributes_and_flagged(world, http):
+    quote = http.post("/predict", json=body(NEW_ITEM)).json()
+    assert quote["cold_start"] is True and quote["price_per_day"] > 0 and quote["degraded"] is False
+    assert http.post("/predict", json=body(world.items[0])).json()["cold_start"] is False
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"rental_days": 0}, "rental_days"),
+        ({"rental_days": "three"}, "rental_days"),
+        ({"rental_days": None}, "rental_days"),
+        ({"rental_start": "2026-02-30"}, "rental_start"),
+        ({"rental_start": "2001-01-01"}, "rental_start"),
+        ({"item_id": ""}, "item_id"),
+        ({"item_id": None}, "item_id"),
+        ({"customer_id": "a b"}, "customer_id"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_a_bad_field_is_a_400_and_invalid_argument_naming_it(world, http, stub, change, field):
+    request = body(world.items[0]) | change
+    answer = http.post("/predict", json={k: v for k, v in request.items() if v is not None})
+    assert answer.status_code == 400, answer.text
+    assert field in answer.json()["fields"] and field in answer.json()["error"]
+    proto_fields = {k: v for k, v in request.items() if k in pricing_pb2.PredictRequest.DESCRIPTOR.fields_by_name}
+    try:
+        message = pricing_pb2.PredictRequest(**{k: v for k, v in proto_fields.items() if v is not None})
+    except (TypeError, ValueError):
+        return  # a wrong type cannot even be put in a typed gRPC message
+    if field == "colour":
+        return  # nor can an unknown field
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Predict(message)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in error.value.details()
+
+
+def test_unknown_items_missing_bodies_and_big_batches_are_4xx(world, http, stub):
+    answer = http.post("/predict", json=body("no_such_item"))
+    assert answer.status_code == 404 and answer.json()["fields"] == ["item_id"]
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Predict(pricing_pb2.PredictRequest(**body("no_such_item")))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert http.post("/predict", content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
+    missing = http.post("/predict", json={"item_id": world.items[0]})
+    assert missing.status_code == 400 and {"rental_start", "rental_days"} <= set(missing.json()["fields"])
+    limit = world.settings.serve_batch_limit
+    big = http.post("/predict_batch", json={"items": [body(world.items[0])] * (limit + 1)})
+    assert big.status_code == 400 and big.json()["fields"] == ["items"]
+    with pytest.raises(grpc.RpcError) as error:
+        stub.PredictBatch(pricing_pb2.PredictBatchRequest(items=[pricing_pb2.PredictRequest(**body(world.items[0]))] * (limit + 1)))  # fmt: skip
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "items" in error.value.details()
+    assert http.post("/predict_batch", json={"items": [body(world.items[0])] * limit}).status_code == 200
+
+
+def test_health_and_readiness(http):
+    assert http.get("/readyz").status_code == 200 and http.get("/livez").status_code == 200
+    health = http.get("/health").json()
+    assert health["status"] == "ok" and health["redis"] and health["kafka"] and health["model_version"]
+    paths = http.get("/docs.json").json()["paths"]
+    assert {"/predict", "/predict_batch", "/health", "/readyz", "/livez"} <= set(paths)
+
+
+def _records(world, request_ids: set[str], timeout_s: float = 30.0) -> dict[str, dict]:
+    """The records of these quotes on the world's predictions topic."""
+    topic = world.settings.topic_predictions
+    consumer = KafkaConsumer(bootstrap_servers=world.settings.bootstrap_servers, enable_auto_commit=False)
+    partitions = [TopicPartition(topic, p) for p in range(world.settings.predictions_partitions)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    found: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while set(found) != request_ids and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    value = json.loads(record.value)
+                    if value["request_id"] in request_ids:
+                        assert record.key.decode() == value["item_id"]
+                        found[value["request_id"]] = value
+    finally:
+        consumer.close()
+    return found
+
+
+def test_every_quote_is_on_the_predictions_topic(world, http, stub):
+    ids: dict[str, float] = {}
+    for item in world.items[:5]:
+        quote = http.post("/predict", json=body(item, world.customers[2])).json()
+        ids[quote["request_id"]] = quote["price_per_day"]
+        over_grpc = stub.Predict(pricing_pb2.PredictRequest(**body(item)))
+        ids[over_grpc.request_id] = over_grpc.price_per_day
+    batch = http.post("/predict_batch", json={"items": [body(i) for i in world.items[5:8]]}).json()
+    ids |= {q["request_id"]: q["price_per_day"] for q in batch["quotes"]}
+    records = _records(world, set(ids))
+    assert set(records) == set(ids)
+    for request_id, record in records.items():
+        assert record["price_per_day"] == ids[request_id] and record["schema_version"] == 1
+        assert record["model_version"] == world.champion and record["latency_ms"] > 0
+        assert record["features"]["retail_price"] > 0 and "bookings_30d" in record["features"]
+    assert {r["protocol"] for r in records.values()} == {"http", "grpc"}
+    assert http.get("/health").json()["predictions_unlogged"] == 0
+
+
+def test_moving_the_alias_is_served_without_a_restart(world, served, http):
+    client = MlflowClient(world.settings.mlflow_tracking_uri)
+    name, alias = world.settings.registered_model_name, world.settings.serving_alias
+    pid = served.process.pid
+    request = body(world.items[1], world.customers[0])
+    before = http.post("/predict", json=request).json()
+    try:
+        client.set_registered_model_alias(name, alias, world.other)
+        moved = wait_for(lambda: (q := http.post("/predict", json=request).json())["model_version"] == world.other
+                         and q, 30, "the service to serve the other version")  # fmt: skip
+        assert moved["price_per_day"] != before["price_per_day"]  # a different model (depth 3, 40 rounds)
+    finally:
+        client.set_registered_model_alias(name, alias, world.champion)
+    back = wait_for(lambda: (q := http.post("/predict", json=request).json())["model_version"] == world.champion
+                    and q, 30, "the champion again")  # fmt: skip
+    assert back["price_per_day"] == before["price_per_day"] and served.process.pid == pid
+    assert served.process.poll() is None
+
+
+def test_a_streamed_booking_reaches_the_next_quote(world, http):
+    """Bookings of one item, through Kafka and the live feature consumer, move its next quote."""
+    from streaming.events import BookingCreated, encode
+    from streaming.producer import make_producer
+
+    item = world.items[len(world.items) // 2]
+    request = body(item, world.customers[3])
+    before = http.post("/predict", json=request).json()
+    consumer = _consumer(world)
+    try:
+        producer = make_producer(world.settings)
+        now = datetime.now(UTC)
+        for n in range(12):
+            event = BookingCreated(
+                event_id=f"serve-{uuid.uuid4().hex}", booking_id=f"serve-{uuid.uuid4().hex[:12]}", item_id=item,
+                customer_id=world.customers[4], event_time=now + timedelta(milliseconds=n),
+                rental_start=date.fromisoformat(START), rental_days=3, price_per_day=150.0,
+            )  # fmt: skip
+            producer.send(world.settings.topic_bookings, key=item, value=encode(event))
+        producer.flush()
+        producer.close()
+        after = wait_for(lambda: (q := http.post("/predict", json=request).json())["features_as_of"]
+                         > before["features_as_of"] and q, 90, "the booking's features in the quote")  # fmt: skip
+    finally:
+        consumer.terminate()
+        consumer.wait(timeout=30)
+    records = _records(world, {before["request_id"], after["request_id"]})
+    old, new = records[before["request_id"]]["features"], records[after["request_id"]]["features"]
+    assert new["bookings_7d"] >= old["bookings_7d"] + 1 and new["last_booking_at"] > old["last_booking_at"]
+    assert after["price_per_day"] != before["price_per_day"]
+
+
+def _consumer(world) -> subprocess.Popen:
+    """`rental stream features` on the world's topics, as an operator runs it."""
+    log = open(world.settings.data_dir / "consumer.log", "w")  # noqa: SIM115
+    env = {**os.environ, **world.env, "RENTAL_CHECKPOINT_EVERY_S": "2"}
+    return subprocess.Popen([sys.executable, "-m", "rental.cli", "stream", "features", "--quiet"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
