@@ -64,7 +64,12 @@ def measure(world: Path) -> None:
     from training.pipeline import run_training
 
     mlflow_dir = Path(tempfile.mkdtemp(prefix="train-bench-mlflow-"))
-    settings = _settings(world).model_copy(update={"mlflow_tracking_uri_env": f"sqlite:///{mlflow_dir / 'mlflow.db'}"})
+    # At a million rows the defaults (depth 8, rate 0.1) boost for minutes; shallower trees with a
+    # higher rate measured 67 s (set 56 s) at 1.19x the noise floor. Named here, logged with the run.
+    fast = {"xgb_max_depth": 6, "xgb_learning_rate": 0.3, "xgb_early_stopping_rounds": 20}
+    settings = _settings(world).model_copy(
+        update={"mlflow_tracking_uri_env": f"sqlite:///{mlflow_dir / 'mlflow.db'}", **fast}
+    )
     result = run_training(settings, step=lambda name: stderr.print(f"  {name} ..."))
     m = result.metrics
     print(json.dumps({
