@@ -88,7 +88,11 @@ class WindowEngine:
     def apply(self, key: Hashable, time_us: int, measures: tuple[int, ...]) -> None:
         """Apply one event and write the entity's new row."""
         if time_us > self.clock_us:
-            self.advance(time_us)
+            timers = self._timers
+            if timers and timers[0][0] <= time_us:
+                self.advance(time_us)
+            else:  # nothing fires on the way: just move the clock
+                self.clock_us = time_us
         elif time_us < self.clock_us:
             self.late += 1
         state = self.entities.get(key)
@@ -157,12 +161,13 @@ class WindowEngine:
             state.measures.insert(at, measures)
         # An event inside a window lands at or after that window's head; one outside lands
         # at or before it, so the head steps past it.
+        clock, timers, all_sums = self.clock_us, self._timers, state.sums
         for w, window in enumerate(self.spec.windows_us):
-            if time_us > self.clock_us - window:
-                sums = state.sums[w]
+            if time_us > clock - window:
+                sums = all_sums[w]
                 for m, value in enumerate(measures):
                     sums[m] += value
-                heapq.heappush(self._timers, (time_us + window, EXPIRY, key))
+                heapq.heappush(timers, (time_us + window, EXPIRY, key))
             else:  # already outside this window: step the head past it
                 state.heads[w] += 1
         if measures[0] > 0:
@@ -203,7 +208,8 @@ class WindowEngine:
         return changed
 
     def _emit(self, key: Hashable, state: EntityState, at_us: int) -> None:
-        at_us = max(at_us, state.last_row_us + 1)
+        if at_us <= state.last_row_us:
+            at_us = state.last_row_us + 1
         state.last_row_us = at_us
         self.rows.append(self.spec.row(key, at_us, state.sums, state))
 
