@@ -69,6 +69,18 @@ def materialize(
 
 
 @app.command()
+def compact(
+    before: Annotated[datetime | None, typer.Option(help="Merge days before this one (default: today, UTC).")] = None,
+) -> None:
+    """Merge each closed day's small streamed files into one file per view and day."""
+    from streaming.features.offline import compact as compact_days
+
+    day = (before or datetime.now(UTC)).date()
+    for view, (merged, written) in compact_days(get_settings(), before=day).items():
+        console.print(f"{view}: {merged:,} files -> {written:,}")
+
+
+@app.command()
 def show(
     item_id: Annotated[str | None, typer.Argument(help="Default: the history's most booked item.")] = None,
     customer_id: Annotated[str | None, typer.Option(help="Also show this customer's features.")] = None,

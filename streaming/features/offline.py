@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,36 @@ def read_view(settings: Settings, view: str) -> pd.DataFrame:
         return pa.Table.from_pylist([], schema=SCHEMAS[view]).to_pandas()
     files = sorted(folder.glob("**/*.parquet"))
     return pa.concat_tables([pq.read_table(f, schema=SCHEMAS[view]) for f in files]).to_pandas()
+
+
+def compact(settings: Settings, before: date, views: list[str] | None = None) -> dict[str, tuple[int, int]]:
+    """Merge each closed day's files of a view into one; view -> (files merged, files written).
+
+    A streaming writer adds a file per view at every checkpoint, some thousands a day, and a
+    reader (DuckDB, a training job) pays for every file it opens. Days before ``before`` are
+    rewritten as one file: it is written under a temporary name and renamed in, then exactly
+    the files that went into it are deleted. A reader in between sees some rows twice, identical
+    rows, which a point-in-time join resolves to the same value; a file a late writer adds to
+    the day meanwhile is not touched and stays.
+    """
+    done = {}
+    for view in views or list(SCHEMAS):
+        merged = written = 0
+        for day_dir in sorted(view_dir(settings, view).glob("date=*")):
+            if date.fromisoformat(day_dir.name.removeprefix("date=")) >= before:
+                continue
+            files = sorted(day_dir.glob("*.parquet"))
+            if len(files) < 2:
+                continue
+            table = pa.concat_tables([pq.read_table(f, schema=SCHEMAS[view]) for f in files])
+            key = SCHEMAS[view].names[0]
+            frame = table.to_pandas().drop_duplicates().sort_values([key, "event_timestamp"], kind="stable")
+            target = day_dir / f"compacted-{uuid.uuid4().hex[:12]}.parquet"
+            tmp = target.with_name(f".{target.name}.tmp")
+            pq.write_table(to_table(view, frame), tmp, compression="zstd")
+            os.replace(tmp, target)
+            for f in files:
+                f.unlink()
+            merged, written = merged + len(files), written + 1
+        done[view] = (merged, written)
+    return done

@@ -1,0 +1,49 @@
+"""Compaction of the offline store: closed days become one file each, with the same rows."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+
+from rental.settings import Settings
+from streaming.features.offline import compact, read_view, view_dir, write_rows
+from streaming.features.windows import DAY_US
+
+DAY1 = 20_000 * DAY_US  # 2024-10-04
+DAY2 = DAY1 + DAY_US
+
+
+def _row(item: str, at_us: int, bookings: int) -> dict:
+    return {"item_id": item, "event_timestamp": at_us, "bookings_7d": bookings, "bookings_30d": bookings,
+            "revenue_7d": 10.0 * bookings, "revenue_30d": 10.0 * bookings, "avg_price_30d": None,
+            "utilisation_30d": 0.1, "cancellations_30d": 0, "last_booking_at": at_us}  # fmt: skip
+
+
+def _files(settings: Settings, day: str) -> list[str]:
+    return sorted(p.name for p in (view_dir(settings, "item_popularity") / f"date={day}").glob("*.parquet"))
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop_duplicates().sort_values(["item_id", "event_timestamp"]).reset_index(drop=True)
+
+
+def test_a_closed_day_becomes_one_file_with_the_same_rows_and_today_is_left_alone(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    for k in range(5):  # five checkpoints' appends over two days; one replayed (a duplicate file)
+        rows = [_row(f"i{n}", DAY1 + k * 1_000_000 + n, k + n) for n in range(3)] + [_row("i9", DAY2 + k, k)]
+        write_rows(settings, "item_popularity", rows, tag="items")
+        if k == 2:
+            write_rows(settings, "item_popularity", rows, tag="items")
+    before = read_view(settings, "item_popularity")
+    assert len(_files(settings, "2024-10-04")) == 6 and len(_files(settings, "2024-10-05")) == 6
+
+    done = compact(settings, before=date(2024, 10, 5))
+
+    assert done["item_popularity"] == (6, 1)
+    assert len(_files(settings, "2024-10-04")) == 1 and _files(settings, "2024-10-04")[0].startswith("compacted-")
+    assert len(_files(settings, "2024-10-05")) == 6  # not closed yet: untouched
+    after = read_view(settings, "item_popularity")
+    assert len(after) == len(before) - 3  # the replayed day-1 rows once; day 2 keeps its duplicate
+    pd.testing.assert_frame_equal(_sorted(after), _sorted(before))
+    assert compact(settings, before=date(2024, 10, 5))["item_popularity"] == (0, 0)  # nothing left to merge
