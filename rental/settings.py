@@ -92,6 +92,18 @@ class Settings(BaseSettings):
     train_engine: Literal["asof", "feast"] = Field(default="asof", description="how the point-in-time join runs")
     train_nthread: int = 2
     train_max_category_levels: int = Field(default=64, description="wider string features are left out")
+    train_excluded_features: tuple[str, ...] = Field(
+        default=(
+            "colour",
+            "size",
+            "units",
+            "preferred_category",
+            "cancellations_30d",
+            "customer_cancellations_365d",
+            "start_season",
+        ),
+        description="features of the service the model does not read (measured: no gain; each costs boosting time)",
+    )
     xgb_max_depth: int = 8
     xgb_learning_rate: float = 0.1
     xgb_num_boost_round: int = 2_000

@@ -12,6 +12,25 @@ from rental.progress import progress_bar
 from rental.settings import get_settings
 
 console = Console()
+# Harmless and known: MLflow's pip-requirement inference and pydantic/setuptools deprecations.
+QUIET_WARNINGS = (
+    (UserWarning, r".*(pip|requirements|Hint: Inferred schema|integer column|Add type hints).*"),
+    (FutureWarning, r".*"),
+    (DeprecationWarning, r".*"),
+)
+
+
+def quiet_libraries() -> None:
+    """MLflow's and alembic's INFO lines (a database migration per new tracking store, "Created
+    version ...", "Registered model ...") and known harmless warnings would bury the progress
+    bar and the result table; errors and real warnings still show."""
+    import logging
+    import warnings
+
+    for name in ("mlflow", "alembic", "feast", "numexpr"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for category, message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
 
 
 def train(
@@ -24,6 +43,7 @@ def train(
     from training.service import TrainingDataError
 
     settings = get_settings()
+    quiet_libraries()
     try:
         with progress_bar(console) as bar:
             stage = bar.add_task("starting", total=None)

@@ -23,8 +23,12 @@ def decide(
     best_baseline: tuple[str, float],
     margin: float,
     champion: tuple[str, float] | None,
+    champion_unscored: str | None = None,
 ) -> GateDecision:
-    """``best_baseline`` and ``champion`` are (name, MAE) on the candidate's validation rows."""
+    """``best_baseline`` and ``champion`` are (name, MAE) on the candidate's validation rows.
+    ``champion_unscored`` says why the champion could not be scored on those rows (e.g. it reads
+    another feature service); ``champion`` is then (version, NaN) and the champion stays: a
+    candidate that cannot be compared with it is not promoted automatically."""
     name, baseline_mae = best_baseline
     needed = baseline_mae * (1 - margin)
     beats = candidate_mae <= needed
@@ -36,6 +40,12 @@ def decide(
         reasons.append("no champion yet")
         return GateDecision(beats, reasons)
     version, champion_mae = champion
+    if champion_unscored is not None:
+        reasons.append(
+            f"the champion (version {version}) cannot be scored on this validation window: {champion_unscored}; "
+            "it stays champion (promote by hand after comparing them)"
+        )
+        return GateDecision(False, reasons)
     holds = candidate_mae <= champion_mae
     reasons.append(
         f"MAE {candidate_mae:.4f} {'<=' if holds else '>'} {champion_mae:.4f}, the champion's "

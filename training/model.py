@@ -95,7 +95,7 @@ def fit(data: TrainingSet, split: Split, settings: Settings, progress: Callable[
     frame = data.frame
     spec = build_spec(
         data.service.name, data.service.feature_refs, list(data.service.categorical), frame[split.train],
-        max_levels=settings.train_max_category_levels,
+        max_levels=settings.train_max_category_levels, excluded=tuple(settings.train_excluded_features),
     )  # fmt: skip
     x = spec.matrix(frame)
     y = spec.from_price(frame["price_per_day"].to_numpy(float))

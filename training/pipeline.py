@@ -33,6 +33,7 @@ class TrainingResult:
     decision: GateDecision
     metrics: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)
+    best_iteration: int = -1  # boosting rounds kept, less one
 
 
 @dataclass
@@ -124,4 +125,4 @@ def run_training(settings: Settings, engine: str | None = None, step: Step = lam
         version = log_and_register(fitted.booster, fitted.spec, valid, settings)
         decision = gate_and_promote(settings, version, ev.metrics["mae"], ev.best_baseline, valid)
     timings["log_s"] = time.perf_counter() - started
-    return TrainingResult(run.info.run_id, version, decision, ev.metrics, timings)
+    return TrainingResult(run.info.run_id, version, decision, ev.metrics, timings, fitted.best_iteration)

@@ -27,9 +27,11 @@ def input_example(rows: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     """A few complete rows as the service receives them: Feast's features and the request; times
     are naive UTC, as MLflow's schema enforcement requires (the predictor reads naive as UTC)."""
     example = rows[spec.feature_names + list(REQUEST_INPUTS)].dropna().head(3).copy()
-    example["rental_start"] = example["rental_start"].astype(str)
+    example["rental_start"] = pd.to_datetime(example["rental_start"]).dt.strftime("%Y-%m-%d")
     for column in example.columns:
-        if isinstance(example[column].dtype, pd.DatetimeTZDtype):  # MLflow schemas hold naive times (UTC here)
+        if isinstance(example[column].dtype, pd.CategoricalDtype | pd.ArrowDtype):
+            example[column] = example[column].astype(str)
+        elif isinstance(example[column].dtype, pd.DatetimeTZDtype):  # MLflow schemas hold naive times (UTC here)
             example[column] = example[column].dt.tz_convert("UTC").dt.tz_localize(None)
         elif isinstance(example[column].dtype, pd.Int64Dtype):
             example[column] = example[column].astype("int64")
@@ -57,24 +59,29 @@ def log_and_register(booster: xgb.Booster, spec: ModelSpec, valid: pd.DataFrame,
     return str(info.registered_model_version)
 
 
-def champion_mae(settings: Settings, valid: pd.DataFrame) -> tuple[str, float] | None:
-    """The current champion's MAE on these rows, or None when there is no champion."""
+def champion_mae(settings: Settings, valid: pd.DataFrame) -> tuple[tuple[str, float] | None, str | None]:
+    """The current champion's (version, MAE) on these rows (None when there is no champion), and
+    why it could not be scored, if so (its MAE is then NaN)."""
     try:
         champion = PricePredictor.from_registry(settings, alias=settings.serving_alias)
     except MlflowException:
-        return None
+        return None, None
+    version = champion.version or "?"
     missing = [c for c in champion.feature_names if c not in valid.columns]
     if missing:  # a champion of another feature service cannot be scored here: it is kept
-        return champion.version or "?", float("-inf")
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        return (version, float("nan")), (
+            f"it reads feature service {champion.feature_service_name!r}, whose features {shown} this set lacks"
+        )
     predicted = champion.predict(valid)
-    return champion.version or "?", float(np.mean(np.abs(predicted - valid[LABEL].to_numpy(float))))
+    return (version, float(np.mean(np.abs(predicted - valid[LABEL].to_numpy(float))))), None
 
 
 def gate_and_promote(
     settings: Settings, version: str, candidate_mae: float, best_baseline: tuple[str, float], valid: pd.DataFrame
 ) -> GateDecision:
-    champion = champion_mae(settings, valid)
-    decision = decide(candidate_mae, best_baseline, settings.train_gate_margin, champion)
+    champion, unscored = champion_mae(settings, valid)
+    decision = decide(candidate_mae, best_baseline, settings.train_gate_margin, champion, unscored)
     client = MlflowClient()
     name = settings.registered_model_name
     if decision.promote:
@@ -85,5 +92,6 @@ def gate_and_promote(
     mlflow.log_metric("gate_promoted", float(decision.promote))
     if champion is not None and np.isfinite(champion[1]):
         mlflow.log_metric("champion_mae", champion[1])
-    mlflow.log_dict(decision.as_dict() | {"version": version, "champion": champion}, "gate.json")
+    shown = None if champion is None else {"version": champion[0], "mae": champion[1] if unscored is None else None}
+    mlflow.log_dict(decision.as_dict() | {"version": version, "champion": shown}, "gate.json")
     return decision

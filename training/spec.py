@@ -56,11 +56,21 @@ class ModelSpec:
             if name in derived:
                 out[:, j] = derived[name]
             elif name in self._codes:
-                get, nan = self._codes[name].get, np.nan
-                out[:, j] = [get(v, nan) for v in columns[name]]
+                out[:, j] = self._encode(name, columns[name], n)
             else:
                 out[:, j] = _numbers(columns[name])
         return out
+
+    def _encode(self, name: str, values, n: int) -> np.ndarray:
+        """Codes of a categorical input's training levels; unseen or missing values are NaN."""
+        if n <= 32:  # a quote: a dict lookup per value beats building a Categorical
+            get, nan = self._codes[name].get, np.nan
+            return np.array([get(v, nan) for v in values], dtype=np.float32)
+        if isinstance(values, pd.Series) and not isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.astype(object)
+        codes = pd.Categorical(values, categories=list(self.levels[name])).codes.astype(np.float32)
+        codes[codes < 0] = np.nan
+        return codes
 
     def to_price(self, raw: np.ndarray) -> np.ndarray:
         return np.exp(raw)
@@ -99,7 +109,12 @@ def _numbers(values) -> np.ndarray:
 
 
 def build_spec(
-    feature_service: str, feast_features: list[str], categorical: list[str], frame: pd.DataFrame, max_levels: int
+    feature_service: str,
+    feast_features: list[str],
+    categorical: list[str],
+    frame: pd.DataFrame,
+    max_levels: int,
+    excluded: tuple[str, ...] = (),
 ) -> ModelSpec:
     """The spec for a feature service's features: timestamps become ages (request features),
     strings become categoricals with the levels seen in ``frame`` (the training rows). A string
@@ -107,9 +122,12 @@ def build_spec(
     category: it is left out, as its price signal comes through brand_tier, and XGBoost's
     partition splits over hundreds of levels cost ten times the training time and overfit."""
     names = [ref.split(":", 1)[1] for ref in feast_features]
+    categorical = [c for c in categorical if c not in excluded]
     levels = {c: tuple(sorted(frame[c].dropna().astype(str).unique())) for c in categorical}
-    wide = {c for c, lv in levels.items() if len(lv) > max_levels}
-    inputs = [n for n in names if n not in rf.TIME_FEATURES and n not in wide] + [n for n in rf.NAMES if n not in names]
+    wide = {c for c, lv in levels.items() if len(lv) > max_levels} | set(excluded)
+    inputs = [n for n in names if n not in rf.TIME_FEATURES and n not in wide] + [
+        n for n in rf.NAMES if n not in names and n not in wide
+    ]
     return ModelSpec(
         feature_service, tuple(feast_features), tuple(inputs), {c: lv for c, lv in levels.items() if c not in wide}
     )

@@ -23,3 +23,9 @@ def test_a_candidate_as_good_as_the_champion_or_better_is_promoted():
 
 def test_beating_the_champion_is_not_enough_without_beating_the_baselines():
     assert not decide(9.5, ("linear", 10.0), 0.10, champion=("3", 12.0)).promote
+
+
+def test_a_champion_that_cannot_be_scored_stays_and_the_reason_says_why():
+    decision = decide(4.0, ("linear", 10.0), 0.10, champion=("3", float("nan")), champion_unscored="reads v0")
+    assert not decision.promote
+    assert "version 3" in decision.reasons[1] and "reads v0" in decision.reasons[1] and "inf" not in decision.reasons[1]
