@@ -152,6 +152,7 @@ def main(
         live_consumer.terminate()
         live_consumer.wait(timeout=60)
 
+    stderr.print(f"slowest probes (ms): {sorted(round(x) for x in latencies)[-5:]}")
     print(json.dumps({
         "consumer_events_per_s": round(total / stats["busy_s"]),
         "raw_consume_events_per_s": round(raw),

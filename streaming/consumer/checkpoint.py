@@ -90,6 +90,11 @@ class BackgroundSaver:
                 os._exit(code)
         self._child = (pid, then)
 
+    @property
+    def busy(self) -> bool:
+        """A checkpoint is still being written (call ``poll`` first to notice one that ended)."""
+        return self._child is not None
+
     def poll(self) -> None:
         """Non-blocking: if the save has finished, run its ``then``."""
         self._reap(os.WNOHANG)

@@ -129,8 +129,10 @@ class StageRunner:
         self._since_checkpoint += n
         since = time.monotonic() - self._last_checkpoint
         # Periodically, and as soon as a burst is drained (an empty poll), so offsets and the
-        # offline store catch up with Redis within a second of the stream going quiet.
-        if since >= self.settings.checkpoint_every_s or (n == 0 and self._since_checkpoint and since >= 1.0):
+        # offline store catch up with Redis within a second of the stream going quiet. While the
+        # previous checkpoint is still being written the next one waits, rather than the loop.
+        due = since >= self.settings.checkpoint_every_s or (n == 0 and self._since_checkpoint and since >= 1.0)
+        if due and not self.saver.busy:
             self.checkpoint(background=True)
         return n
 
