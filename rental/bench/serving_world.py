@@ -8,15 +8,23 @@ no bookings at all: the cold start a new listing is.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import redis as redis_py
 from mlflow import MlflowClient
 
-from rental.settings import Settings
+from rental.settings import REPO_ROOT, Settings
 
 NEW_ITEM = "item_new_listing"  # in the catalogue, never booked
 FAST = {"xgb_learning_rate": 0.2, "xgb_num_boost_round": 300, "xgb_early_stopping_rounds": 30}
@@ -75,7 +83,8 @@ def build(data_dir: Path, base: Settings, redis_db: int, items: int = 300, booki
     write_history(history, settings.history_dir)
     run_backfill(history, settings, as_of=pd.Timestamp(now))
     apply(settings)
-    feature_store(settings).materialize(start_date=EPOCH, end_date=now)
+    with redirect_stdout(sys.stderr):  # Feast prints its progress; stdout is for results (the bench's JSON)
+        feature_store(settings).materialize(start_date=EPOCH, end_date=now)
 
     other = run_training(settings.model_copy(update=SMALL)).version
     champion = run_training(settings).version
@@ -86,3 +95,57 @@ def build(data_dir: Path, base: Settings, redis_db: int, items: int = 300, booki
     return ServingWorld(
         settings, env, champion, other, [str(i) for i in busiest.index], [str(c) for c in customers.index[:50]]
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen
+    http: str
+    grpc_address: str
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text()
+
+
+def serve(env: dict[str, str], log: Path, timeout_s: float = 180.0) -> Served:
+    """`bentoml serve` as an operator runs it, waiting until /readyz says it can quote."""
+    http_port, grpc_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RENTAL_")} | env | {
+        "RENTAL_SERVE_HTTP_PORT": str(http_port), "RENTAL_SERVE_GRPC_PORT": str(grpc_port),
+        "RENTAL_SERVE_HOST": "127.0.0.1",
+    }  # fmt: skip
+    out = open(log, "w")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "bento_service.service:PricingService"],
+        cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    served = Served(process, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"bentoml serve exited with {process.returncode}:\n{served.logs()[-4000:]}")
+        try:
+            if httpx.get(f"{served.http}/readyz", timeout=2).status_code == 200:
+                return served
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop(served)
+    raise AssertionError(f"bentoml serve was not ready after {timeout_s:.0f} s:\n{served.logs()[-4000:]}")
+
+
+def stop(served: Served) -> None:
+    if served.process.poll() is None:
+        os.killpg(served.process.pid, signal.SIGTERM)
+        try:
+            served.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(served.process.pid, signal.SIGKILL)
+            served.process.wait(timeout=10)

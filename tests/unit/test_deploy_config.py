@@ -1,7 +1,10 @@
 """Deployment files agree with the settings the code runs on."""
 
 import re
+import shutil
+import subprocess
 
+import pytest
 import yaml
 
 from rental.settings import REPO_ROOT, Settings
@@ -19,3 +22,34 @@ def test_compose_services_have_healthchecks_and_volumes():
     for name in ("kafka", "redis"):
         assert "healthcheck" in compose["services"][name]
         assert compose["services"][name]["volumes"]
+
+
+def test_compose_runs_the_pricing_service_on_the_settings_ports_after_its_dependencies():
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    pricing, defaults = compose["services"]["pricing"], Settings()
+    ports = {int(p.split(":")[1]) for p in pricing["ports"]}
+    assert ports == {defaults.serve_http_port, defaults.serve_grpc_port}
+    env = pricing["environment"]
+    assert {int(env["RENTAL_SERVE_HTTP_PORT"]), int(env["RENTAL_SERVE_GRPC_PORT"])} == ports
+    assert env["REDIS_URL"].startswith("redis://redis:") and env["KAFKA_BOOTSTRAP_SERVERS"].startswith("kafka:")
+    assert pricing["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert pricing["depends_on"]["kafka-topics"]["condition"] == "service_completed_successfully"
+    assert "/readyz" in " ".join(pricing["healthcheck"]["test"])
+
+
+def test_the_bento_packs_the_service_and_the_locked_requirements():
+    bentofile = yaml.safe_load((REPO_ROOT / "bentofile.yaml").read_text())
+    module, _, name = bentofile["service"].partition(":")
+    assert (REPO_ROOT / (module.replace(".", "/") + ".py")).read_text().count(f"class {name}") == 1
+    for package in ("bento_service", "rental", "streaming", "training"):
+        assert f"{package}/**/*.py" in bentofile["include"]
+    uv = [shutil.which("uv")] if shutil.which("uv") else ["python3", "-m", "uv"]  # as the Makefile runs it
+    exported = subprocess.run(
+        [*uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
+         "--no-header", "--no-annotate", "--format", "requirements.txt"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if exported.returncode != 0:
+        pytest.skip(f"uv is not available to export uv.lock: {exported.stderr.strip()[:200]}")
+    written = (REPO_ROOT / bentofile["python"]["requirements_txt"]).read_text()
+    assert written == exported.stdout, "bento_service/requirements.txt is stale: run `make bento-requirements`"
