@@ -70,7 +70,9 @@ def measure(world: Path) -> None:
     m = result.metrics
     print(json.dumps({
         "build_s": round(result.timings["build_s"], 1), "train_s": round(result.timings["train_s"], 1),
-        "log_s": round(result.timings["log_s"], 1), "mae": round(m["mae"], 4),
+        "log_s": round(result.timings["log_s"], 1), "build_cpu_s": round(result.timings["build_cpu_s"], 1),
+        "train_cpu_s": round(result.timings["train_cpu_s"], 1), "load_avg_1m": round(os.getloadavg()[0], 1),
+        "mae": round(m["mae"], 4),
         "noise_floor_mae": round(m["noise_floor_mae"], 4), "best_baseline_mae": round(m["best_baseline_mae"], 4),
         "engine": settings.train_engine, "promoted": result.decision.promote,
         "best_iteration": result.best_iteration,
