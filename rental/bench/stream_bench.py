@@ -152,7 +152,8 @@ def main(
         live_consumer.terminate()
         live_consumer.wait(timeout=60)
 
-    stderr.print(f"slowest probes (ms): {sorted(round(x) for x in latencies)[-5:]}")
+    slowest = sorted(range(len(latencies)), key=latencies.__getitem__)[-5:]
+    stderr.print("slowest probes (probe number: ms): " + ", ".join(f"{i}: {latencies[i]:.0f}" for i in slowest))
     print(json.dumps({
         "consumer_events_per_s": round(total / stats["busy_s"]),
         "raw_consume_events_per_s": round(raw),
