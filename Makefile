@@ -9,7 +9,8 @@ RENTAL := $(VENV)/bin/rental
 PYTEST_ARGS ?=
 
 .PHONY: help install python-deps system-deps services-up services-down services-status \
-        demo test test-unit test-integration lint format bench-kafka bench-stream train bench-train clean
+        demo test test-unit test-integration lint format bench-kafka bench-stream train bench-train \
+        serve bench-serve proto bento bento-requirements clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -43,6 +44,7 @@ demo: services-up ## the whole system end to end on its defaults
 	$(RENTAL) features show
 	$(RENTAL) train
 	$(RENTAL) demo live --seconds 15 --rate 100
+	$(RENTAL) demo quotes --seconds 20 --rate 50
 	$(RENTAL) services status
 
 test: install ## every test: unit, then integration against the real broker and Redis
@@ -73,6 +75,22 @@ train: python-deps ## train a candidate on the history, log it to MLflow, promot
 
 bench-train: services-up ## training set + XGBoost on 1,000,000 skewed bookings: times, memory, MAE (one JSON line)
 	$(PY) -m rental.bench.train_bench
+
+serve: services-up ## the pricing service: HTTP on :3000 (OpenAPI at /docs), gRPC on :50051, the champion model
+	$(RENTAL) serve
+
+bench-serve: services-up ## quote latency over HTTP and gRPC vs feast serve, throughput, batch, memory (one JSON line)
+	$(PY) -m rental.bench.serve_bench
+
+proto: python-deps ## regenerate the gRPC modules from bento_service/protos/pricing.proto (committed)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. bento_service/protos/pricing.proto
+
+bento-requirements: ## the Bento's pinned requirements, exported from uv.lock
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header --no-annotate \
+		--format requirements.txt -o bento_service/requirements.txt
+
+bento: python-deps bento-requirements ## `bentoml build`; then `bentoml containerize rental_pricing:latest` with Docker
+	$(VENV)/bin/bentoml build
 
 clean: services-down ## stop services and remove generated data (fetched jars stay cached)
 	rm -rf data .pytest_cache .ruff_cache

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from bento_service.cli import serve
+from bento_service.demo import quotes
 from rental.services.cli import app as services_app
 from streaming.consumer.cli import app as stream_app
 from streaming.demo import app as demo_app
@@ -20,6 +22,8 @@ app.add_typer(features_app, name="features")
 app.add_typer(stream_app, name="stream")
 app.add_typer(demo_app, name="demo")
 app.command("train")(train)
+app.command("serve")(serve)
+demo_app.command("quotes")(quotes)
 
 if __name__ == "__main__":
     app()

@@ -78,9 +78,11 @@ def build(data_dir: Path, base: Settings, redis_db: int, items: int = 300, booki
     settings = settings_of(env, **FAST)
     redis_py.Redis.from_url(redis_url).flushdb()
     now = datetime.now(UTC)
-    history = simulate(SimulationConfig(seed=seed, items=items, bookings=bookings, end=now.date()))
+    config = SimulationConfig(seed=seed, items=items, bookings=bookings, end=now.date())
+    history = simulate(config)
     history = History(_with_new_item(history.items), history.customers, history.bookings)
     write_history(history, settings.history_dir)
+    (settings.history_dir / "simulation.json").write_text(config.model_dump_json(indent=2))  # as `simulate` writes
     run_backfill(history, settings, as_of=pd.Timestamp(now))
     apply(settings)
     with redirect_stdout(sys.stderr):  # Feast prints its progress; stdout is for results (the bench's JSON)
