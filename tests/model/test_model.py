@@ -47,9 +47,18 @@ def test_the_same_gown_costs_more_in_wedding_season_than_in_february(trained):
 def test_more_recent_bookings_more_expensive_all_else_equal(trained):
     data, split, fitted, _ = trained
     rows = data.frame[split.valid].head(50)
-    quiet = predict_price(fitted.booster, fitted.spec, rows.assign(bookings_7d=0, bookings_30d=0))
-    busy = predict_price(fitted.booster, fitted.spec, rows.assign(bookings_7d=8, bookings_30d=30))
-    # utilisation and the last booking's age carry part of popularity and are held still here
+    # The same item at the same price level, unbooked or booked 30 times in 30 days: the
+    # windows that follow from bookings (revenue, utilisation) move with them, as they would.
+    price, days = rows["avg_price_30d"].fillna(rows["avg_price_30d"].median()), rows["rental_days"]
+    quiet = predict_price(
+        fitted.booster,
+        fitted.spec,
+        rows.assign(bookings_7d=0, bookings_30d=0, revenue_7d=0.0, revenue_30d=0.0, utilisation_30d=0.0),
+    )
+    busy = predict_price(fitted.booster, fitted.spec, rows.assign(
+        bookings_7d=8, bookings_30d=30, revenue_7d=8 * price * days, revenue_30d=30 * price * days,
+        utilisation_30d=(30 * days / (30 * rows["units"])).clip(upper=1.0)))  # fmt: skip
+    # the last booking's age carries part of popularity and is held still here
     assert (busy >= quiet).all()
     assert busy.mean() > 1.02 * quiet.mean(), (busy.mean(), quiet.mean())
 
