@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     serve_host: str = "0.0.0.0"
     serve_http_port: int = Field(default=3000, ge=1, le=65535)
     serve_grpc_port: int = Field(default=50051, ge=1, le=65535)
-    serve_workers: int = Field(default=1, ge=1, description="Bento worker processes; each serves HTTP and gRPC")
+    serve_workers: int = Field(default=2, ge=1, description="Bento worker processes (one a core), each HTTP and gRPC")
     serve_batch_limit: int = Field(default=100, ge=1, le=10_000, description="most items in one predict_batch")
     serve_alias_poll_s: float = Field(default=5.0, gt=0, description="how often the champion alias is checked")
     serve_redis_timeout_s: float = Field(default=0.25, gt=0, description="a slower Redis answer means unavailable")

@@ -197,7 +197,8 @@ def main(
                  "rental_days": rng.randint(1, 10)} for _ in range(2_000)]  # fmt: skip
     workdir = settings.data_dir / "bench-logs"
     workdir.mkdir(exist_ok=True)
-    env = world_env(settings.data_dir, settings.redis_url) | {"PYTHONOPTIMIZE": os.environ.get("PYTHONOPTIMIZE", "")}
+    serving = {k: v for k, v in os.environ.items() if k.startswith("RENTAL_SERVE_")}  # e.g. RENTAL_SERVE_WORKERS
+    env = world_env(settings.data_dir, settings.redis_url) | serving
     stderr.print("starting bentoml serve and feast serve ...")
     bento = serve(env, workdir / "bento.log")
     feast_port = free_port()
@@ -244,7 +245,7 @@ def main(
             "http_to_feast_p99_ratio": round(_pct(lat["http"], 99) / _pct(lat["feast"], 99), 3),
             "grpc_to_http_p99_ratio": round(_pct(lat["grpc"], 99) / _pct(lat["http"], 99), 3),
             "requests_per_protocol": len(lat["http"]), "rate_per_s": RATE, "clients": clients,
-            "workers": settings.serve_workers, "items": len(items), "cpus": os.cpu_count(),
+            "workers": int(serving.get("RENTAL_SERVE_WORKERS", settings.serve_workers)), "items": len(items), "cpus": os.cpu_count(),
         }  # fmt: skip
     finally:
         stop(bento)

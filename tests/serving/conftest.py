@@ -41,7 +41,9 @@ def world(tmp_path_factory, settings: Settings) -> ServingWorld:  # noqa: F811
 
 @pytest.fixture(scope="session")
 def served(world: ServingWorld, tmp_path_factory) -> Served:
-    bento = serve(world.env | {"RENTAL_SERVE_ALIAS_POLL_S": "0.5"}, tmp_path_factory.mktemp("bento") / "serve.log")
+    # One worker: the tests read per-process state (the alias a worker follows, its log counters).
+    env = world.env | {"RENTAL_SERVE_ALIAS_POLL_S": "0.5", "RENTAL_SERVE_WORKERS": "1"}
+    bento = serve(env, tmp_path_factory.mktemp("bento") / "serve.log")
     yield bento
     stop(bento)
 

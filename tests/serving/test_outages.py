@@ -61,7 +61,7 @@ def outage(world, tmp_path_factory):
     private = PrivateRedis(world.settings.redis_url, tmp_path_factory.mktemp("private-redis"))
     private.start()
     env = world.env | {"REDIS_URL": private.url, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
-                       "RENTAL_SERVE_LOG_QUEUE": "3"}  # fmt: skip
+                       "RENTAL_SERVE_LOG_QUEUE": "3", "RENTAL_SERVE_WORKERS": "1"}  # fmt: skip
     bento = serve(env, tmp_path_factory.mktemp("bento-outage") / "serve.log")
     yield private, bento
     stop(bento)
