@@ -41,8 +41,13 @@ class ServingWorld:
     customers: list[str]
 
 
+# Where the local services listen: a world on other ports than the defaults keeps them.
+SERVICE_ADDRESS = ("RENTAL_KAFKA_HOST", "RENTAL_KAFKA_PORT", "RENTAL_REDIS_HOST", "RENTAL_REDIS_PORT")
+
+
 def world_env(data_dir: Path, redis_url: str, **extra: str) -> dict[str, str]:
-    env = {"RENTAL_DATA_DIR": str(data_dir), "REDIS_URL": redis_url, "MLFLOW_TRACKING_URI": ""}
+    env = {k: os.environ[k] for k in SERVICE_ADDRESS if k in os.environ}
+    env |= {"RENTAL_DATA_DIR": str(data_dir), "REDIS_URL": redis_url, "MLFLOW_TRACKING_URI": ""}
     return env | extra
 
 
