@@ -52,10 +52,12 @@ def world_env(data_dir: Path, redis_url: str, **extra: str) -> dict[str, str]:
 
 
 def settings_of(env: dict[str, str], **fields) -> Settings:
-    """The settings a process started with ``env`` reads (RENTAL_X -> field x)."""
+    """The settings a process started with ``env`` reads (RENTAL_X -> field x). Every address is
+    passed explicitly: this process's own environment may hold others (``mlflow.set_tracking_uri``
+    exports MLFLOW_TRACKING_URI, so an earlier test's registry would otherwise leak in)."""
     named = {k.removeprefix("RENTAL_").lower(): v for k, v in env.items() if k.startswith("RENTAL_")}
     return Settings(REDIS_URL=env["REDIS_URL"], KAFKA_BOOTSTRAP_SERVERS=env.get("KAFKA_BOOTSTRAP_SERVERS"),
-                    **named | fields)  # fmt: skip
+                    MLFLOW_TRACKING_URI=env.get("MLFLOW_TRACKING_URI") or None, **named | fields)  # fmt: skip
 
 
 def _with_new_item(items: pd.DataFrame) -> pd.DataFrame:
@@ -93,8 +95,15 @@ def build(data_dir: Path, base: Settings, redis_db: int, items: int = 300, booki
     with redirect_stdout(sys.stderr):  # Feast prints its progress; stdout is for results (the bench's JSON)
         feature_store(settings).materialize(start_date=EPOCH, end_date=now)
 
-    other = run_training(settings.model_copy(update=SMALL)).version
-    champion = run_training(settings).version
+    exported = os.environ.get("MLFLOW_TRACKING_URI")  # mlflow.set_tracking_uri exports it: put it back after
+    try:
+        other = run_training(settings.model_copy(update=SMALL)).version
+        champion = run_training(settings).version
+    finally:
+        if exported is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = exported
     client = MlflowClient(settings.mlflow_tracking_uri)
     client.set_registered_model_alias(settings.registered_model_name, settings.serving_alias, champion)
     busiest = history.bookings["item_id"].value_counts()
