@@ -2,7 +2,7 @@
 
 BentoML's own gRPC serving exists only for its deprecated legacy API (and fails to import with
 protobuf 6+), so the service starts this server from its ``on_startup`` hook, on the worker's
-event loop, sharing the HTTP API's ``Pricer``. ``grpc.so_reuseport`` lets every worker bind
+event loop, sharing the HTTP API's ``Pricer`` and ``QuoteBatcher``. ``grpc.so_reuseport`` lets every worker bind
 the same port. Standard health checking (``grpc.health.v1``, following readiness) and server
 reflection let stock clients (grpcurl, grpc_health_probe) call it without the proto file.
 
@@ -23,6 +23,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
 
+from bento_service.batching import QuoteBatcher
 from bento_service.pricing import Pricer, QuoteInput, Unavailable
 from bento_service.protos import pricing_pb2, pricing_pb2_grpc
 from bento_service.schemas import BatchRequest, QuoteRequest
@@ -50,8 +51,8 @@ def _message(quote: dict) -> pricing_pb2.Quote:
 
 
 class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
-    def __init__(self, pricer: Pricer):
-        self.pricer = pricer
+    def __init__(self, batcher: QuoteBatcher):
+        self.batcher = batcher
 
     async def Predict(self, request, context):  # the proto's method names
         started = time.perf_counter()
@@ -76,21 +77,21 @@ class PricingServicer(pricing_pb2_grpc.PricingServiceServicer):
 
     async def _quote(self, context, inputs: list[QuoteInput], started: float):
         try:
-            return self.pricer.quote(inputs, "grpc", started)
+            return await self.batcher.quote(inputs, "grpc", started)
         except Unavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
 
 class GrpcServer:
-    def __init__(self, pricer: Pricer, settings: Settings):
-        self.pricer = pricer
+    def __init__(self, pricer: Pricer, batcher: QuoteBatcher, settings: Settings):
+        self.pricer, self.batcher = pricer, batcher
         self.address = f"{settings.serve_host}:{settings.serve_grpc_port}"
         self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
         self.health = HealthServicer()
         self._watch: asyncio.Task | None = None
 
     async def start(self) -> None:
-        pricing_pb2_grpc.add_PricingServiceServicer_to_server(PricingServicer(self.pricer), self.server)
+        pricing_pb2_grpc.add_PricingServiceServicer_to_server(PricingServicer(self.batcher), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                                              reflection.SERVICE_NAME), self.server)  # fmt: skip

@@ -3,8 +3,9 @@
 FastAPI (rather than ``@bentoml.api``) because the rental app needs exact status codes and
 bodies: a bad field is a 400 naming it, an unknown item a 404, a missing dependency a 503, each
 documented in the OpenAPI schema that the fuzz test reads; BentoML adds /livez, /readyz and
-/metrics and merges both into its /docs.json. Handlers are ``async`` and price inline on the
-event loop: a quote is about a millisecond of CPU, less than a hop to a thread pool.
+/metrics and merges both into its /docs.json. Handlers are ``async`` and price on the event
+loop, through the ``QuoteBatcher`` that prices concurrent requests together: a quote is about a
+millisecond of CPU, less than a hop to a thread pool.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from bento_service.batching import QuoteBatcher
 from bento_service.pricing import Pricer, QuoteInput, Unavailable
 from bento_service.schemas import BATCH_LIMIT, BatchQuote, BatchRequest, Health, Problem, Quote, QuoteRequest
 
@@ -25,16 +27,17 @@ app = FastAPI(
     description="Rental price per day for fashion rental items, from live features. gRPC: PricingService.",
 )
 _pricer: Pricer | None = None
+_batcher: QuoteBatcher | None = None
 ERRORS = {
     400: {"model": Problem, "description": "a field is missing or invalid (named in `fields`)"},
     503: {"model": Problem, "description": "the model or the online feature store is unavailable"},
 }
 
 
-def bind(pricer: Pricer) -> None:
-    """The process's pricer, shared with the gRPC server."""
-    global _pricer
-    _pricer = pricer
+def bind(pricer: Pricer, batcher: QuoteBatcher) -> None:
+    """The process's pricer and its batcher, shared with the gRPC server."""
+    global _pricer, _batcher
+    _pricer, _batcher = pricer, batcher
 
 
 def _problem(status: int, error: str, fields: list[str] | None = None) -> JSONResponse:
@@ -69,7 +72,7 @@ async def predict(body: QuoteRequest) -> Response:
     """The price of one item for a rental."""
     started = time.perf_counter()
     try:
-        priced = _pricer.quote(_inputs([body]), "http", started)
+        priced = await _batcher.quote(_inputs([body]), "http", started)
     except Unavailable as exc:
         return _problem(503, str(exc))
     if priced.not_found:
@@ -84,7 +87,7 @@ async def predict(body: QuoteRequest) -> Response:
 async def predict_batch(body: BatchRequest) -> Response:
     started = time.perf_counter()
     try:
-        priced = _pricer.quote(_inputs(body.items), "http", started)
+        priced = await _batcher.quote(_inputs(body.items), "http", started)
     except Unavailable as exc:
         return _problem(503, str(exc))
     return _json({"quotes": priced.quotes, "not_found": priced.not_found})

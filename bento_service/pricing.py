@@ -1,7 +1,7 @@
 """A quote, whatever the protocol: online features + request-time features -> XGBoost -> price.
 
-HTTP and gRPC both call ``Pricer.quote`` on the one instance of their process, so the same
-request gets the same price over both. The request-time features (lead days, season, item age,
+HTTP and gRPC both go through the one ``Pricer`` of their process (via ``QuoteBatcher``), so
+the same request gets the same price over both. The request-time features (lead days, season, item age,
 ...) are computed inside ``PricePredictor.predict`` by ``training.request_features``, the
 function training uses.
 """
@@ -31,6 +31,15 @@ class QuoteInput:
     rental_days: int
 
 
+@dataclass(frozen=True)
+class Ask:
+    """One HTTP or gRPC request: its items, and when it arrived (``time.perf_counter()``)."""
+
+    requests: list[QuoteInput]
+    protocol: str
+    started: float
+
+
 @dataclass
 class Priced:
     quotes: list[dict]  # the fields of ``schemas.Quote``, in request order (known items only)
@@ -44,6 +53,7 @@ class Pricer:
         self.model = ModelHolder(settings)
         self.features = OnlineFeatures(settings)
         self.log = PredictionLog(settings)
+        self.requests_priced = self.pricing_calls = 0
 
     def start(self) -> None:
         self.model.start()
@@ -56,18 +66,22 @@ class Pricer:
     def quote(self, requests: list[QuoteInput], protocol: str, started: float | None = None) -> Priced:
         """``started``: ``time.perf_counter()`` when the request arrived (for the logged latency)."""
         started = time.perf_counter() if started is None else started
-        predictor = self.model.current  # read once: this request's model, whatever reloads meanwhile
+        return self.quote_asks([Ask(requests, protocol, started)])[0]
+
+    def quote_asks(self, asks: list[Ask]) -> list[Priced]:
+        """Several requests priced together: one feature read and one model call for all their
+        items (the fixed cost of each is most of a single quote's), a ``Priced`` per ask."""
+        predictor = self.model.current  # read once: these requests' model, whatever reloads meanwhile
         if predictor is None:
             raise Unavailable(f"no model is loaded ({self.model.error or 'still loading'})")
+        self.requests_priced, self.pricing_calls = self.requests_priced + len(asks), self.pricing_calls + 1
+        requests = [r for ask in asks for r in ask.requests]
         items = [r.item_id for r in requests]
         try:
             fetched = self.features.fetch(predictor.feature_service_name, items, [r.customer_id for r in requests])
         except FeaturesUnavailable as exc:
             raise Unavailable(str(exc)) from None
         known = [k for k, found in enumerate(fetched.known) if found]
-        not_found = [items[k] for k, found in enumerate(fetched.known) if not found]
-        if not known:
-            return Priced([], not_found)
         columns = fetched.columns
         if len(known) < len(requests):
             columns = {name: [values[k] for k in known] for name, values in columns.items()}
@@ -77,23 +91,33 @@ class Pricer:
             "rental_days": [requests[k].rental_days for k in known],
             "quote_time": [now] * len(known),
         }
-        prices = predictor.predict(columns)
-        quotes, latency_ms = [], (time.perf_counter() - started) * 1e3
-        for j, k in enumerate(known):
-            request, per_day = requests[k], round(float(prices[j]), 2)
-            quote = {
-                "item_id": request.item_id, "price_per_day": per_day,
-                "total_price": round(per_day * request.rental_days, 2), "currency": self.currency,
-                "model_version": predictor.version or "", "features_as_of": fetched.as_of[k],
-                "degraded": fetched.degraded[k], "cold_start": fetched.cold_start[k], "request_id": uuid.uuid4().hex,
-            }  # fmt: skip
-            quotes.append(quote)
-            self.log.publish(quote | {
-                "quoted_at": now, "protocol": protocol, "customer_id": request.customer_id,
-                "rental_start": request.rental_start, "rental_days": request.rental_days, "latency_ms": latency_ms,
-                "features": {name: columns[name][j] for name in predictor.feature_names if name in columns},
-            })  # fmt: skip
-        return Priced(quotes, not_found)
+        prices = iter(predictor.predict(columns) if known else ())
+        done, logged, k, j = time.perf_counter(), predictor.feature_names, 0, 0
+        out = []
+        for ask in asks:
+            quotes, not_found, latency_ms = [], [], (done - ask.started) * 1e3
+            for request in ask.requests:
+                if not fetched.known[k]:
+                    not_found.append(request.item_id)
+                    k += 1
+                    continue
+                per_day = round(float(next(prices)), 2)
+                quote = {
+                    "item_id": request.item_id, "price_per_day": per_day,
+                    "total_price": round(per_day * request.rental_days, 2), "currency": self.currency,
+                    "model_version": predictor.version or "", "features_as_of": fetched.as_of[k],
+                    "degraded": fetched.degraded[k], "cold_start": fetched.cold_start[k],
+                    "request_id": uuid.uuid4().hex,
+                }  # fmt: skip
+                quotes.append(quote)
+                self.log.publish(quote | {
+                    "quoted_at": now, "protocol": ask.protocol, "customer_id": request.customer_id,
+                    "rental_start": request.rental_start, "rental_days": request.rental_days,
+                    "latency_ms": latency_ms, "features": {name: columns[name][j] for name in logged if name in columns},
+                })  # fmt: skip
+                k, j = k + 1, j + 1
+            out.append(Priced(quotes, not_found))
+        return out
 
     def health(self) -> dict:
         redis = self.features.ping()
@@ -105,6 +129,7 @@ class Pricer:
             "status": status, "model_version": model.version if model else None, "model_error": self.model.error,
             "redis": redis, "kafka": self.log.connected, "predictions_logged": self.log.logged,
             "predictions_pending": self.log.pending, "predictions_unlogged": self.log.unlogged,
+            "requests_priced": self.requests_priced, "pricing_calls": self.pricing_calls,
         }  # fmt: skip
 
     def ready(self) -> bool:

@@ -75,6 +75,8 @@ class Health(BaseModel):
     predictions_logged: int
     predictions_pending: int
     predictions_unlogged: int = Field(description="quotes that could not be logged: failed sends and a full queue")
+    requests_priced: int = Field(description="HTTP and gRPC requests priced by this worker")
+    pricing_calls: int = Field(description="feature reads and model calls they took: concurrent requests share one")
 
 
 class PredictionRecord(BaseModel):

@@ -20,6 +20,7 @@ from training import request_features as rf
 
 SPEC_FILE = "model_spec.json"
 TARGETS = ("log",)  # the booster predicts log(price per day)
+SMALL = 32  # up to this many rows, ``matrix`` takes the per-row quote path (serving); above, arrays
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,11 @@ class ModelSpec:
         """Rows as the booster's float32 input: ``columns`` maps each Feast feature name and
         rental_start, rental_days, quote_time to a sequence (a DataFrame or Feast's ``to_dict``)."""
         n = len(columns["quote_time"])
-        derived = rf.for_quote(**_first(columns)) if n == 1 else rf.for_frame(columns)
+        if n <= SMALL:  # quotes: the scalar lines per row, microseconds each and free of pandas
+            rows = [rf.for_quote(**_row(columns, k)) for k in range(n)]
+            derived = {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
+        else:
+            derived = rf.for_frame(columns)
         out = np.empty((n, len(self.inputs)), dtype=np.float32)
         for j, name in enumerate(self.inputs):
             if name in derived:
@@ -63,7 +68,7 @@ class ModelSpec:
 
     def _encode(self, name: str, values, n: int) -> np.ndarray:
         """Codes of a categorical input's training levels; unseen or missing values are NaN."""
-        if n <= 32:  # a quote: a dict lookup per value beats building a Categorical
+        if n <= SMALL:  # quotes: a dict lookup per value beats building a Categorical
             get, nan = self._codes[name].get, np.nan
             return np.array([get(v, nan) for v in values], dtype=np.float32)
         if isinstance(values, pd.Series) and not isinstance(values.dtype, pd.CategoricalDtype):
@@ -90,16 +95,16 @@ class ModelSpec:
         return cls(**raw)
 
 
-def _first(columns: Mapping) -> dict:
-    """One row's request inputs as scalars, for the single-quote path."""
-    row = {k: _scalar(columns[k]) for k in ("rental_start", "rental_days", "quote_time")}
+def _row(columns: Mapping, k: int) -> dict:
+    """Row ``k``'s request inputs as scalars, for the quote path."""
+    row = {name: _scalar(columns[name], k) for name in ("rental_start", "rental_days", "quote_time")}
     for name in rf.TIME_FEATURES:
-        row[name] = _scalar(columns[name]) if name in columns else None
+        row[name] = _scalar(columns[name], k) if name in columns else None
     return row
 
 
-def _scalar(values):
-    return values.iloc[0] if isinstance(values, pd.Series) else values[0]
+def _scalar(values, k: int):
+    return values.iloc[k] if isinstance(values, pd.Series) else values[k]
 
 
 def _numbers(values) -> np.ndarray:

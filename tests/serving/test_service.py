@@ -7,16 +7,19 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 import grpc
+import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from mlflow import MlflowClient
 
-from bento_service.protos import pricing_pb2
+from bento_service.protos import pricing_pb2, pricing_pb2_grpc
 from rental.bench.sandbox import wait_for
 from rental.bench.serving_world import NEW_ITEM
 
@@ -50,8 +53,39 @@ def test_the_same_request_gets_the_same_price_over_http_and_grpc(world, http, st
     over_grpc = stub.PredictBatch(
         pricing_pb2.PredictBatchRequest(items=[pricing_pb2.PredictRequest(**c) for c in cases])
     )
-    assert [q.price_per_day for q in over_grpc.quotes] == pytest.approx(prices, abs=0.011)  # frame vs scalar path
-    assert prices == pytest.approx([http.post("/predict", json=c).json()["price_per_day"] for c in cases], abs=0.011)
+    assert [q.price_per_day for q in over_grpc.quotes] == prices
+    assert prices == [http.post("/predict", json=c).json()["price_per_day"] for c in cases]
+
+
+def test_concurrent_requests_are_priced_together_and_each_as_if_alone(world, served, http):
+    """Requests arriving together share one feature read and model call (the batcher), over
+    both protocols at once, and each still gets exactly the price it gets alone."""
+    cases = [body(world.items[k % 20], world.customers[k % 7], days=1 + k % 9) for k in range(24)]
+    alone = [http.post("/predict", json=c).json()["price_per_day"] for c in cases]
+    before = http.get("/health").json()
+    barrier = threading.Barrier(len(cases))
+
+    def ask(k: int) -> float:
+        if k % 2:
+            with grpc.insecure_channel(served.grpc_address) as channel:
+                stub = pricing_pb2_grpc.PricingServiceStub(channel)
+                grpc.channel_ready_future(channel).result(timeout=10)
+                barrier.wait()
+                return stub.Predict(pricing_pb2.PredictRequest(**cases[k])).price_per_day
+        with httpx.Client(base_url=served.http, timeout=10) as client:
+            client.get("/livez")  # connected before the barrier
+            barrier.wait()
+            return client.post("/predict", json=cases[k]).json()["price_per_day"]
+
+    together = []
+    for _ in range(3):
+        with ThreadPoolExecutor(len(cases)) as pool:
+            together.append(list(pool.map(ask, range(len(cases)))))
+    assert all(prices == alone for prices in together)
+    after = http.get("/health").json()
+    requests = after["requests_priced"] - before["requests_priced"]
+    calls = after["pricing_calls"] - before["pricing_calls"]
+    assert requests >= 3 * len(cases) and calls < requests  # some requests shared a call
 
 
 def test_a_new_item_is_priced_from_its_attributes_and_flagged(world, http):
