@@ -2,10 +2,10 @@
 
 Everything needed to rebuild the model's input travels with the registered version (the
 booster and ``model_spec.json`` inside its MLflow model folder), so a predictor depends on the
-registry alone. ``predict`` encodes rows with precomputed category codes and calls
-``Booster.inplace_predict`` on a float32 array: a fraction of a millisecond for one row, and
-an unseen category or a missing feature (a cold-start item) is a NaN the trees route, never
-an exception.
+registry alone. ``predict`` encodes rows with precomputed category codes and runs XGBoost's
+in-place prediction on a float32 array (``DensePredictor``, its C API called directly): a
+fraction of a millisecond for one row, and an unseen category or a missing feature (a
+cold-start item) is a NaN the trees route, never an exception.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import xgboost as xgb
 from mlflow import MlflowClient
 
 from rental.settings import Settings
+from training.dense_predict import DensePredictor
 from training.spec import SPEC_FILE, ModelSpec
 
 BOOSTER_FILE = "booster.ubj"
@@ -32,6 +33,9 @@ class PricePredictor:
     spec: ModelSpec
     version: str | None = None  # the registry's version, when loaded from it
     run_id: str | None = None
+
+    def __post_init__(self):
+        self._margins = DensePredictor(self.booster)
 
     @classmethod
     def from_dir(cls, path: Path, version: str | None = None, run_id: str | None = None) -> PricePredictor:
@@ -77,7 +81,7 @@ class PricePredictor:
         absent = [k for k in REQUEST_INPUTS if k not in columns]
         if absent:
             raise ValueError(f"each row needs {list(REQUEST_INPUTS)}; missing {absent}")
-        return self.spec.to_price(self.booster.inplace_predict(self.spec.matrix(_MissingAsNone(columns))))
+        return self.spec.to_price(self._margins(self.spec.matrix(_MissingAsNone(columns))))
 
 
 class _MissingAsNone(dict):
