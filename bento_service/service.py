@@ -11,6 +11,8 @@ a worker's quotes per second, and the predictions log already has every quote's 
 
 from __future__ import annotations
 
+import gc
+
 import bentoml
 
 from bento_service import http_api
@@ -43,6 +45,10 @@ class PricingService:
     @bentoml.on_startup
     async def start_grpc(self) -> None:
         await self.grpc.start()
+        # Everything loaded so far (Feast, MLflow, the model, pandas) lives as long as the worker:
+        # out of the collector's sight, a collection no longer walks it in the middle of a quote.
+        gc.collect()
+        gc.freeze()
 
     @bentoml.on_shutdown
     async def stop(self) -> None:
