@@ -8,13 +8,7 @@ protocols: as its popularity rises in Redis, its next quote moves.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
-import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -39,12 +33,9 @@ def quotes(
 
     from bento_service.protos import pricing_pb2, pricing_pb2_grpc
     from rental.bench.serving_world import serve, stop
-    from streaming.demo import _wait_until_stable
-    from streaming.events import BookingCreated, encode
+    from streaming.demo import start_consumer, stop_consumer, stream_with_spike
     from streaming.features.store import feature_store
-    from streaming.producer import make_producer, stream_live
     from streaming.simulator.cli import load_world
-    from streaming.simulator.live import LiveSimulator
 
     settings = get_settings()
     world, bookings = load_world(settings.simulation_dir)
@@ -57,61 +48,37 @@ def quotes(
     store = feature_store(settings)
     popularity = [f"item_popularity:{name}" for name in ("bookings_7d", "bookings_30d")]
 
-    with console.status("starting the pricing service (bentoml serve) and the feature consumer ..."):
+    with console.status("starting the pricing service (bentoml serve) ..."):
         env = {
             k: v
             for k, v in os.environ.items()
             if k.startswith("RENTAL_") or k in ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")
         }
         bento = serve(env, Path(tempfile.gettempdir()) / f"rental-demo-bento-{os.getpid()}.log")
-        consumer = subprocess.Popen([sys.executable, "-m", "rental.cli", "stream", "features", "--quiet"],
-                                    env=os.environ | {"RENTAL_CHECKPOINT_EVERY_S": "2"})  # fmt: skip
-    with console.status("the feature consumer is joining its consumer groups ..."):
-        _wait_until_stable(settings, consumer)  # as `rental demo live` waits
     table = Table(title=f"quotes for {item_id} ({request['rental_days']} days from {start}) as its bookings stream in")
     for column in ("t (s)", "bookings 7d", "30d", "HTTP £/day", "gRPC £/day", "features as of", "model"):
         table.add_column(column, justify="right")
+    http = httpx.Client(base_url=bento.http, timeout=10)
+    stub = pricing_pb2_grpc.PricingServiceStub(grpc.insecure_channel(bento.grpc_address))
+    agreed: list[bool] = []
+
+    def row(elapsed: float) -> None:
+        quote = http.post("/predict", json=request).json()
+        over_grpc = stub.Predict(pricing_pb2.PredictRequest(**request))
+        agreed.append(round(quote["price_per_day"], 2) == round(over_grpc.price_per_day, 2))
+        counts = store.get_online_features(features=popularity, entity_rows=[{"item_id": item_id}]).to_dict()
+        table.add_row(f"{elapsed:.0f}", str(counts["bookings_7d"][0]), str(counts["bookings_30d"][0]),
+                      f"{quote['price_per_day']:.2f}", f"{over_grpc.price_per_day:.2f}",
+                      str(quote["features_as_of"])[11:19], quote["model_version"])  # fmt: skip
+
+    consumer = None
     try:
-        http = httpx.Client(base_url=bento.http, timeout=10)
-        stub = pricing_pb2_grpc.PricingServiceStub(grpc.insecure_channel(bento.grpc_address))
-
-        agreed: list[bool] = []
-
-        def row(elapsed: float) -> None:
-            quote = http.post("/predict", json=request).json()
-            over_grpc = stub.Predict(pricing_pb2.PredictRequest(**request))
-            agreed.append(round(quote["price_per_day"], 2) == round(over_grpc.price_per_day, 2))
-            counts = store.get_online_features(features=popularity, entity_rows=[{"item_id": item_id}]).to_dict()
-            table.add_row(f"{elapsed:.0f}", str(counts["bookings_7d"][0]), str(counts["bookings_30d"][0]),
-                          f"{quote['price_per_day']:.2f}", f"{over_grpc.price_per_day:.2f}",
-                          str(quote["features_as_of"])[11:19], quote["model_version"])  # fmt: skip
-
-        producer = make_producer(settings)
-        background = threading.Thread(
-            target=stream_live, args=(producer, settings.topic_bookings, LiveSimulator(world, bookings), rate, seconds),
-            daemon=True,
-        )  # fmt: skip
-        started = time.monotonic()
-        row(0)
-        background.start()
-        sent, next_print = 0, 2.0
-        while (elapsed := time.monotonic() - started) < seconds + 6:
-            if elapsed < seconds and sent < elapsed * spike:
-                now = datetime.now(UTC)
-                producer.send(settings.topic_bookings, key=item_id, value=encode(BookingCreated(
-                    event_id=f"demo-{uuid.uuid4().hex}", booking_id=f"demo-{uuid.uuid4().hex[:12]}", item_id=item_id,
-                    customer_id=customer_id, event_time=now, rental_start=(now + timedelta(days=5)).date(),
-                    rental_days=3, price_per_day=150.0)))  # fmt: skip
-                sent += 1
-            if elapsed >= next_print:
-                row(elapsed)
-                next_print += 2.0
-            time.sleep(0.05)
-        background.join()
-        producer.close()
+        consumer = start_consumer(settings)  # as `rental demo live` starts it
+        sent = stream_with_spike(settings, world, bookings, item_id, customer_id, rate=rate, spike=spike,
+                                 seconds=seconds, tail_s=6, every=row, price_per_day=150.0, lead_days=5)  # fmt: skip
     finally:
-        consumer.send_signal(signal.SIGTERM)
-        consumer.wait(timeout=120)
+        if consumer is not None:
+            stop_consumer(consumer)
         stop(bento)
     console.print(table)
     console.print(f"{sent} bookings of {item_id} on top of {rate:g}/s background bookings for {seconds:g} s; "

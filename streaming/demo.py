@@ -37,9 +37,7 @@ def live(
 ) -> None:
     """Stream bookings into the running consumer and watch one item's features move."""
     from streaming.features.store import feature_store
-    from streaming.producer import make_producer, stream_live
     from streaming.simulator.cli import load_world
-    from streaming.simulator.live import LiveSimulator
 
     settings = get_settings()
     world, bookings = load_world(settings.simulation_dir)
@@ -53,44 +51,70 @@ def live(
         values = store.get_online_features(features=features, entity_rows=[{"item_id": item_id}]).to_dict()
         return {name: values[name][0] for name in SHOWN}
 
-    env = os.environ | {"RENTAL_CHECKPOINT_EVERY_S": "2"}
-    consumer = subprocess.Popen([sys.executable, "-m", "rental.cli", "stream", "features", "--quiet"], env=env)
     table = Table(title=f"online features of {item_id}, read through Feast while bookings stream in")
     table.add_column("t (s)", justify="right")
     for name in SHOWN:
         table.add_column(name, justify="right")
+    consumer = start_consumer(settings)
     try:
-        with console.status("the feature consumer is starting (joining its consumer groups) ..."):
-            _wait_until_stable(settings, consumer)
-        producer = make_producer(settings)
-        background = threading.Thread(
-            target=stream_live, args=(producer, settings.topic_bookings, LiveSimulator(world, bookings), rate, seconds),
-            daemon=True,
+        sent = stream_with_spike(
+            settings, world, bookings, item_id, customer_id, rate=rate, spike=spike, seconds=seconds, tail_s=3,
+            every=lambda elapsed: table.add_row(f"{elapsed:.0f}", *[_shown(v) for v in read().values()]),
+            price_per_day=120.0, lead_days=7,
         )  # fmt: skip
-        started = time.monotonic()
-        table.add_row("0", *[_shown(v) for v in read().values()])
-        background.start()
-        sent, next_print = 0, 2.0
-        while (elapsed := time.monotonic() - started) < seconds + 3:
-            if elapsed < seconds and sent < elapsed * spike:
-                now = datetime.now(UTC)
-                event = BookingCreated(event_id=f"demo-{uuid.uuid4().hex}", booking_id=f"demo-{uuid.uuid4().hex[:12]}",
-                                       item_id=item_id, customer_id=customer_id, event_time=now,
-                                       rental_start=(now + timedelta(days=7)).date(), rental_days=3,
-                                       price_per_day=120.0)  # fmt: skip
-                producer.send(settings.topic_bookings, key=item_id, value=encode(event))
-                sent += 1
-            if elapsed >= next_print:
-                table.add_row(f"{elapsed:.0f}", *[_shown(v) for v in read().values()])
-                next_print += 2.0
-            time.sleep(0.05)
-        background.join()
-        producer.close()
     finally:
-        consumer.send_signal(signal.SIGTERM)
-        consumer.wait(timeout=120)
+        stop_consumer(consumer)
     console.print(table)
     console.print(f"{sent} spike bookings of {item_id} on top of {rate:g}/s background bookings for {seconds:g} s")
+
+
+def start_consumer(settings) -> subprocess.Popen:
+    """`rental stream features` as a child, once it holds its partitions (checkpoints every 2 s)."""
+    env = os.environ | {"RENTAL_CHECKPOINT_EVERY_S": "2"}
+    consumer = subprocess.Popen([sys.executable, "-m", "rental.cli", "stream", "features", "--quiet"], env=env)
+    with console.status("the feature consumer is starting (joining its consumer groups) ..."):
+        _wait_until_stable(settings, consumer)
+    return consumer
+
+
+def stop_consumer(consumer: subprocess.Popen) -> None:
+    consumer.send_signal(signal.SIGTERM)
+    consumer.wait(timeout=120)
+
+
+def stream_with_spike(settings, world, bookings, item_id: str, customer_id: str, *, rate: float, spike: float,
+                      seconds: float, tail_s: float, every, price_per_day: float, lead_days: int) -> int:  # fmt: skip
+    """Background bookings at ``rate`` per second plus ``spike`` per second of ``item_id`` for
+    ``seconds``; ``every(elapsed)`` at the start and every 2 s until ``tail_s`` after the end.
+    Returns how many bookings of the item were sent."""
+    from streaming.producer import make_producer, stream_live
+    from streaming.simulator.live import LiveSimulator
+
+    producer = make_producer(settings)
+    background = threading.Thread(
+        target=stream_live, args=(producer, settings.topic_bookings, LiveSimulator(world, bookings), rate, seconds),
+        daemon=True,
+    )  # fmt: skip
+    started = time.monotonic()
+    every(0.0)
+    background.start()
+    sent, next_print = 0, 2.0
+    while (elapsed := time.monotonic() - started) < seconds + tail_s:
+        if elapsed < seconds and sent < elapsed * spike:
+            now = datetime.now(UTC)
+            event = BookingCreated(event_id=f"demo-{uuid.uuid4().hex}", booking_id=f"demo-{uuid.uuid4().hex[:12]}",
+                                   item_id=item_id, customer_id=customer_id, event_time=now,
+                                   rental_start=(now + timedelta(days=lead_days)).date(), rental_days=3,
+                                   price_per_day=price_per_day)  # fmt: skip
+            producer.send(settings.topic_bookings, key=item_id, value=encode(event))
+            sent += 1
+        if elapsed >= next_print:
+            every(elapsed)
+            next_print += 2.0
+        time.sleep(0.05)
+    background.join()
+    producer.close()
+    return sent
 
 
 def _wait_until_stable(settings, consumer: subprocess.Popen, timeout_s: float = 180) -> None:
