@@ -103,7 +103,11 @@ def supervise(settings: Settings, names: list[str], max_seconds: float | None, u
                 break
             if all(p.poll() == 0 for p in procs.values()):
                 break
-            lags = lag.lag()
+            try:
+                lags = lag.lag()
+            except KafkaError as exc:  # a group coordinator moving, a busy broker: the stages go on
+                console.print(f"[yellow]lag not read this time ({type(exc).__name__}); asking again[/yellow]")
+                continue
             if live:
                 live.update(_table(lags, procs, started))
             now = time.monotonic()
