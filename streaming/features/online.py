@@ -42,6 +42,33 @@ return #KEYS
 WRITE_CHUNK = 2_000  # keys per script call: Redis runs a script to the end before serving anyone else
 
 
+class EntityKeys:
+    """Feast's Redis key of an entity (its serialised entity key + the project), remembered per
+    entity: serialising costs more than the write or read it serves. Bounded, so ids a client
+    makes up cannot grow it forever."""
+
+    LIMIT = 1_000_000
+
+    def __init__(self, config):
+        self._project, self._version = config.project, config.entity_key_serialization_version
+        self._keys: dict[tuple[str, str], bytes] = {}
+
+    def __call__(self, join_key: str, entity: str) -> bytes:
+        found = self._keys.get((join_key, entity))
+        if found is None:
+            proto = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=entity)])
+            found = _redis_key(self._project, proto, self._version)
+            if len(self._keys) < self.LIMIT:
+                self._keys[(join_key, entity)] = found
+        return found
+
+
+def view_fields(view, config, features: list[str]) -> tuple[str, list[bytes | str]]:
+    """A view's timestamp field and its features' hash fields, as Feast names them in Redis."""
+    stored_as = _versioned_fv_name(view, config)
+    return f"_ts:{stored_as}", [_mmh3(f"{stored_as}:{name}") for name in features]
+
+
 def _timestamp_us(proto_bytes: bytes | None) -> int:
     if not proto_bytes:
         return -1
@@ -53,31 +80,21 @@ def _timestamp_us(proto_bytes: bytes | None) -> int:
 class OnlineWriter:
     def __init__(self, store: FeatureStore, settings: Settings):
         config = store.config
-        self.project = config.project
-        self.key_version = config.entity_key_serialization_version
         self.redis = Redis.from_url(settings.redis_url)
         self.views = {}
         for fv in store.list_feature_views():
-            stored_as = _versioned_fv_name(fv, config)
-            ts_field = f"_ts:{stored_as}"
-            names = [ts_field, *(_mmh3(f"{stored_as}:{f.name}") for f in fv.features)]  # Feast's hash field names
+            ts_field, fields = view_fields(fv, config, [f.name for f in fv.features])
+            names = [ts_field, *fields]
             encoders = [(f.name, ENCODERS[f.dtype.to_value_type()]) for f in fv.features]
             self.views[fv.name] = (fv.entity_columns[0].name, ts_field, names, encoders)
         self._hset_many = self.redis.register_script(HSET_MANY)
-        self._keys: dict[tuple[str, str], bytes] = {}
+        self._redis_key = EntityKeys(config)
         # The stamp this writer last gave each key, so only keys it has not written yet need a
         # read first. Valid while this process owns the keys: ``forget`` at every rebalance.
         self._stamped: dict[tuple[bytes, str], int] = {}
 
     def forget(self) -> None:
         self._stamped.clear()
-
-    def _redis_key(self, join_key: str, entity: str) -> bytes:
-        cached = self._keys.get((join_key, entity))
-        if cached is None:
-            proto = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=entity)])
-            cached = self._keys[(join_key, entity)] = _redis_key(self.project, proto, self.key_version)
-        return cached
 
     def write(self, view: str, rows: list[dict]) -> int:
         """Write the latest row of each entity in ``rows``; return how many were written."""

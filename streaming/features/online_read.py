@@ -4,7 +4,7 @@
 service (its five views, 28 features), most of it building and unbuilding response protos;
 a quote's whole budget is about 2 ms of CPU. This reader is the mirror of ``online.OnlineWriter``:
 it takes the views, features and entity keys from Feast's registry and builds the keys and
-field names with Feast's own helpers, then reads each distinct entity key once (the views of
+field names as the writer does (``EntityKeys``, ``view_fields``: Feast's own helpers), then reads each distinct entity key once (the views of
 one entity share one Redis hash) in one round trip, and decodes Feast's value protos itself.
 It applies exactly the rules of Feast's Redis read: a missing field or key is null and a view's
 row time is its ``_ts:<view>`` field (0 when absent); no ttl is applied.
@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from feast import FeatureService, FeatureStore
-from feast.infra.online_stores.helpers import _mmh3, _redis_key
-from feast.infra.online_stores.redis import _versioned_fv_name
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis import Redis
+
+from streaming.features.online import EntityKeys, view_fields
 
 _PLAIN = frozenset({"string_val", "int64_val", "int32_val", "double_val", "float_val", "bool_val", "bytes_val"})
 _parse_value = ValueProto.FromString
@@ -71,37 +70,24 @@ class OnlineReader:
     def __init__(self, store: FeatureStore, redis: Redis, service: FeatureService):
         config = store.config
         self.redis = redis
-        self._project, self._key_version = config.project, config.entity_key_serialization_version
+        self._key = EntityKeys(config)
         self.feature_names: list[str] = []
         grouped: dict[str, list] = {}
         for projection in service.feature_view_projections:
             view = store.get_feature_view(projection.name)
-            stored_as = _versioned_fv_name(view, config)
             names = [f.name for f in projection.features]
             self.feature_names += names
             (join_key,) = view.join_keys  # every view of this repo has one entity
-            grouped.setdefault(join_key, []).append((view.name, f"_ts:{stored_as}",
-                                                     [_mmh3(f"{stored_as}:{n}") for n in names], names))  # fmt: skip
+            grouped.setdefault(join_key, []).append((view.name, *view_fields(view, config, names), names))
         self._groups = [
             _Group(join_key, tuple(v[0] for v in views), tuple(f for v in views for f in (v[1], *v[2])),
                    tuple(1 + len(v[2]) for v in views), tuple(n for v in views for n in v[3]))
             for join_key, views in grouped.items()
         ]  # fmt: skip
         self.join_keys = [g.join_key for g in self._groups]
-        self._keys: dict[tuple[str, str], bytes] = {}
-
-    def _key(self, join_key: str, entity: str) -> bytes:
-        found = self._keys.get((join_key, entity))
-        if found is None:
-            proto = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=entity)])
-            found = _redis_key(self._project, proto, self._key_version)
-            if len(self._keys) < 1_000_000:  # bounded: an id-guessing client cannot grow it forever
-                self._keys[(join_key, entity)] = found
-        return found
 
     def read(self, entity_rows: list[dict[str, str]]) -> Rows:
         """``entity_rows``: one dict per row with a value for every join key (see ``join_keys``)."""
-        n = len(entity_rows)
         distinct = [list(dict.fromkeys(row[g.join_key] for row in entity_rows)) for g in self._groups]
         with self.redis.pipeline(transaction=False) as pipe:
             for group, entities in zip(self._groups, distinct, strict=True):
@@ -120,7 +106,7 @@ class OnlineReader:
                     columns[group.features[feature]] = [decode(reply[j]) for reply in per_row]
                     feature += 1
                 start += width
-        return Rows({name: columns[name] for name in self.feature_names}, stamps) if n else Rows({}, {})
+        return Rows({name: columns[name] for name in self.feature_names}, stamps)
 
 
 def as_of(stamps: dict[str, list[float]], n: int) -> list[datetime | None]:
