@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import pyarrow as pa
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
@@ -32,7 +33,7 @@ from streaming.events import BookingCreated, EventError, decode
 from streaming.features.definitions import to_us
 from streaming.features.offline import write_rows
 from streaming.features.online import OnlineWriter
-from streaming.features.pipeline import CANCELLED, CREATED, Catalogue, FeaturePipeline, UnknownItem
+from streaming.features.pipeline import APPLIED, CANCELLED, CREATED, DUPLICATE, Catalogue, FeaturePipeline
 
 GC_FULL_EVERY_S = 600.0
 FORWARD_BATCH = 1_000  # events per forwarded message (well under Kafka's 1 MB message limit)
@@ -69,7 +70,7 @@ class StageRunner:
         self._sent: list = []  # futures of forwarded batches since the last checkpoint
         self._outbox: dict[tuple[str, int], list[tuple]] = {}  # (topic, partition) -> events to forward
         self._routes: dict[str, tuple[int, dict[str, int]]] = {}  # topic -> (partitions, key -> partition)
-        self.offline_rows: list[dict] = []
+        self.offline_rows: list[pa.Table] = []
         self.counters = Counters()
         self._last_checkpoint = time.monotonic()
         self._since_checkpoint = 0  # records read since the last checkpoint
@@ -121,8 +122,7 @@ class StageRunner:
             part = self.parts.get(tp)
             if part is None:  # revoked while the poll was in flight
                 continue
-            for record in records:
-                self._handle(part, record)
+            self._handle(part, records)
             part.next_offset = records[-1].offset + 1
             n += len(records)
         self._send_outbox()
@@ -156,43 +156,46 @@ class StageRunner:
             self._last_full_gc = now
         gc.freeze()
 
-    def _handle(self, part: PartitionState, record) -> None:
+    def _handle(self, part: PartitionState, records: list) -> None:
+        """Decode a partition's records (bad ones to the DLQ), apply the events in one call,
+        and queue what the stage forwards."""
+        events, sources = [], []  # the pipeline's input tuples, and the record each came from
         if self.stage.reads_batches:
-            try:
-                batch = json.loads(record.value)["events"]
-            except (ValueError, KeyError, TypeError) as exc:
-                self.dead_letters.send(record, f"forwarded batch: unreadable ({exc})")
-                return
-            for args in batch:
-                self._apply(part, record, tuple(args))
-            return
-        try:
-            event = decode(record.value)
-        except EventError as exc:
-            self.dead_letters.send(record, str(exc))
-            return
-        if isinstance(event, BookingCreated):
-            args = (CREATED, event.event_id, event.item_id, event.customer_id, to_us(event.event_time),
-                    round(event.price_per_day * 100), event.rental_days)  # fmt: skip
+            for record in records:
+                try:
+                    batch = [tuple(args) for args in json.loads(record.value)["events"]]
+                except (ValueError, KeyError, TypeError) as exc:
+                    self.dead_letters.send(record, f"forwarded batch: unreadable ({exc})")
+                    continue
+                events += batch
+                sources += [record] * len(batch)
         else:
-            args = (CANCELLED, event.event_id, event.item_id, event.customer_id, to_us(event.event_time), 0, 0)
-        if self._apply(part, record, args):
-            for topic, key in self.stage.forwards:
-                target = self._route(topic, key(args, self.catalogue))
-                self._outbox.setdefault((topic, target), []).append(args)
-
-    def _apply(self, part: PartitionState, record, args: tuple) -> bool:
-        """Apply one event; False if it was rejected or seen before."""
-        try:
-            processed = part.pipeline.process(*args)
-        except UnknownItem:
-            self.dead_letters.send(record, f"item_id: unknown item {args[2]!r}")
-            return False
-        if processed:
-            self.counters.events += 1
-        else:
-            self.counters.duplicates += 1
-        return processed
+            for record in records:
+                try:
+                    event = decode(record.value)
+                except EventError as exc:
+                    self.dead_letters.send(record, str(exc))
+                    continue
+                if isinstance(event, BookingCreated):
+                    args = (CREATED, event.event_id, event.item_id, event.customer_id, to_us(event.event_time),
+                            round(event.price_per_day * 100), event.rental_days)  # fmt: skip
+                else:
+                    args = (CANCELLED, event.event_id, event.item_id, event.customer_id, to_us(event.event_time), 0, 0)
+                events.append(args)
+                sources.append(record)
+        if not events:
+            return
+        counters, forwards, outbox = self.counters, self.stage.forwards, self._outbox
+        for args, record, status in zip(events, sources, part.pipeline.process_many(events), strict=True):
+            if status == APPLIED:
+                counters.events += 1
+                for topic, key in forwards:
+                    target = self._route(topic, key(args, self.catalogue))
+                    outbox.setdefault((topic, target), []).append(args)
+            elif status == DUPLICATE:
+                counters.duplicates += 1
+            else:
+                self.dead_letters.send(record, f"item_id: unknown item {args[2]!r}")
 
     def _route(self, topic: str, key: str) -> int:
         """The partition of ``topic`` that owns ``key``, remembered: murmur2 is pure Python."""
@@ -223,10 +226,11 @@ class StageRunner:
 
     def _write_rows(self) -> None:
         view = self.stage.view
-        rows = [row for part in self.parts.values() for row in part.pipeline.take_rows()[view]]
-        if rows:
+        tables = [t for part in self.parts.values() if (t := part.pipeline.take_tables()[view]).num_rows]
+        if tables:
+            rows = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
             self.counters.rows_online += self.writer.write(view, rows)
-            self.offline_rows.extend(rows)
+            self.offline_rows.append(rows)
 
     def checkpoint(self, commit: bool = True, background: bool = False) -> None:
         """Make everything so far durable, in an order that loses nothing, then commit.
@@ -244,15 +248,16 @@ class StageRunner:
         if failed:  # ...or we stop here, before any offset moves past them
             raise RuntimeError(f"{len(failed)} forwarded or dead-lettered events were not written: {failed[0]!r}")
         self._sent = []
-        rows, self.offline_rows = self.offline_rows, []
-        self.counters.rows_offline += len(rows)
+        tables, self.offline_rows = self.offline_rows, []
+        rows = pa.concat_tables(tables) if tables else None
+        self.counters.rows_offline += rows.num_rows if rows is not None else 0
         saved = [(tp, part.next_offset, part.pipeline.state()) for tp, part in self.parts.items()
                  if part.next_offset is not None]  # fmt: skip
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset, _ in saved}
         settings, view, group = self.settings, self.stage.view, self.stage.group(self.settings)
 
         def write() -> None:  # the offline rows, then each partition's state with its offset
-            if rows:
+            if rows is not None:
                 write_rows(settings, view, rows, tag=self.stage.name)
             for tp, offset, state in saved:
                 checkpoint.save(settings, group, tp.topic, tp.partition, offset, state)

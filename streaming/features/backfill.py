@@ -21,6 +21,7 @@ from streaming.simulator.replay import cancelled_event_id, created_event_id
 from streaming.tables import History
 
 FLUSH_EVERY = 200_000
+CHUNK = 20_000  # events per call of the window kernels (and per step of the progress bar)
 
 
 def _us(series: pd.Series) -> np.ndarray:
@@ -92,23 +93,22 @@ def run_backfill(
         events[c].tolist()
         for c in ("kind", "event_id", "item_id", "customer_id", "time_us", "price_pence", "rental_days")
     ]
-    process = pipeline.process
-    for i, args in enumerate(zip(*columns, strict=True), start=1):
-        process(*args)
-        if i % FLUSH_EVERY == 0:
+    events_in_order = list(zip(*columns, strict=True))
+    for start in range(0, len(events_in_order), CHUNK):
+        chunk = events_in_order[start : start + CHUNK]
+        pipeline.process_many(chunk)
+        if (start + CHUNK) % FLUSH_EVERY == 0:
             _flush(pipeline, settings)
-        if progress and i % 10_000 == 0:
-            progress(10_000)
+        if progress:
+            progress(len(chunk))
     if as_of is not None:
         pipeline.advance(int(pd.Timestamp(as_of).tz_convert("UTC").value // 1_000))
     _flush(pipeline, settings)
     if as_of is not None:  # live consumers without a checkpoint start from here
         save_backfill(settings, pd.Timestamp(as_of).to_pydatetime(), pipeline.state())
-    if progress:
-        progress(len(events) % 10_000)
     return pipeline
 
 
 def _flush(pipeline: FeaturePipeline, settings: Settings) -> None:
-    for view, rows in pipeline.take_rows().items():
-        write_rows(settings, view, rows, tag="backfill")
+    for view, table in pipeline.take_tables().items():
+        write_rows(settings, view, table, tag="backfill")

@@ -8,10 +8,13 @@ rows are integer microseconds since the epoch (UTC); writers turn them into time
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from streaming.features.windows import DAY_US, EntityState, Spec
+import numpy as np
+import pyarrow as pa
+
+from streaming.features.windows import DAY_US, Rows, Spec
 
 ITEM_WINDOWS_US = (7 * DAY_US, 30 * DAY_US)
 CATEGORY_WINDOWS_US = (7 * DAY_US, 365 * DAY_US)
@@ -34,62 +37,65 @@ def to_us(moment: datetime) -> int:
     return (moment - EPOCH) // ONE_US
 
 
-def _ratio(numerator: float, denominator: float, scale: float = 1.0) -> float | None:
-    return None if denominator == 0 else numerator / denominator / scale
+def _ratio(numerator: np.ndarray, denominator: np.ndarray, scale: float = 1.0) -> pa.Array:
+    """numerator / denominator / scale, null where the denominator is zero."""
+    zero = denominator == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = numerator / np.where(zero, 1, denominator) / scale
+    return pa.array(values, type=pa.float64(), mask=zero)
+
+
+def _time_or_null(us: np.ndarray) -> pa.Array:
+    return pa.array(us, type=pa.int64(), mask=us < 0)
 
 
 def item_popularity_spec(units: Mapping[str, int]) -> Spec:
     """Bookings, revenue and cancellations over 7 and 30 days, utilisation, last booking."""
 
-    def row(item_id: Hashable, at_us: int, sums: list[list[int]], state: EntityState) -> dict:
-        week, month = sums
+    def columns(rows: Rows) -> dict:
+        week, month = rows.sums[:, 0], rows.sums[:, 1]
+        item_units = np.fromiter((units.get(item_id, 1) for item_id in rows.keys), np.int64, len(rows.keys))
         return {
-            "item_id": item_id,
-            "event_timestamp": at_us,
-            "bookings_7d": week[0],
-            "bookings_30d": month[0],
-            "revenue_7d": week[1] / 100,
-            "revenue_30d": month[1] / 100,
-            "avg_price_30d": _ratio(month[2], month[0], 100),
-            "utilisation_30d": month[3] / (units.get(item_id, 1) * 30),
-            "cancellations_30d": month[4],
-            "last_booking_at": state.last_event_us if state.last_event_us >= 0 else None,
+            "bookings_7d": week[:, 0],
+            "bookings_30d": month[:, 0],
+            "revenue_7d": week[:, 1] / 100,
+            "revenue_30d": month[:, 1] / 100,
+            "avg_price_30d": _ratio(month[:, 2], month[:, 0], 100),
+            "utilisation_30d": month[:, 3] / (item_units * 30),
+            "cancellations_30d": month[:, 4],
+            "last_booking_at": _time_or_null(rows.last_event_us),
         }
 
-    return Spec("item_popularity", ITEM_WINDOWS_US, ITEM_MEASURES, row)
+    return Spec("item_popularity", "item_id", ITEM_WINDOWS_US, ITEM_MEASURES, columns)
 
 
 def category_season_spec() -> Spec:
     """Recent demand of a category against its long-run level (1.0 = a normal week)."""
 
-    def row(category: Hashable, at_us: int, sums: list[list[int]], state: EntityState) -> dict:
-        week, year = sums[0][0], sums[1][0]
+    def columns(rows: Rows) -> dict:
+        week, year = rows.sums[:, 0, 0], rows.sums[:, 1, 0]
         # Before a year of history exists, the long-run level is the history there is, in
         # whole days: it changes at midnight, when the spec's daily tick writes a row.
-        span_days = min(365, max(7, at_us // DAY_US - state.first_event_us // DAY_US))
+        span_days = np.clip(rows.at_us // DAY_US - rows.first_event_us // DAY_US, 7, 365)
         return {
-            "category": category,
-            "event_timestamp": at_us,
             "category_bookings_7d": week,
             "category_bookings_365d": year,
             "category_demand_index": _ratio(week / 7, year / span_days),
         }
 
-    return Spec("category_season", CATEGORY_WINDOWS_US, CATEGORY_MEASURES, row, tick_us=DAY_US)
+    return Spec("category_season", "category", CATEGORY_WINDOWS_US, CATEGORY_MEASURES, columns, tick_us=DAY_US)
 
 
 def customer_history_spec() -> Spec:
     """What a customer usually pays and rents, over the last year."""
 
-    def row(customer_id: Hashable, at_us: int, sums: list[list[int]], state: EntityState) -> dict:
-        (year,) = sums
+    def columns(rows: Rows) -> dict:
+        year = rows.sums[:, 0]
         return {
-            "customer_id": customer_id,
-            "event_timestamp": at_us,
-            "customer_bookings_365d": year[0],
-            "customer_avg_price_365d": _ratio(year[1], year[0], 100),
-            "customer_avg_retail_365d": _ratio(year[2], year[0]),
-            "customer_cancellations_365d": year[3],
+            "customer_bookings_365d": year[:, 0],
+            "customer_avg_price_365d": _ratio(year[:, 1], year[:, 0], 100),
+            "customer_avg_retail_365d": _ratio(year[:, 2], year[:, 0]),
+            "customer_cancellations_365d": year[:, 3],
         }
 
-    return Spec("customer_history", CUSTOMER_WINDOWS_US, CUSTOMER_MEASURES, row)
+    return Spec("customer_history", "customer_id", CUSTOMER_WINDOWS_US, CUSTOMER_MEASURES, columns)

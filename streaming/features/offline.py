@@ -56,15 +56,18 @@ def view_glob(settings: Settings, view: str) -> str:
     return str(view_dir(settings, view) / "**" / "*.parquet")
 
 
-def to_table(view: str, rows: list[dict] | pd.DataFrame) -> pa.Table:
-    """Rows (dicts with times as integer microseconds, or a frame) as the view's Arrow table."""
+def to_table(view: str, rows: list[dict] | pd.DataFrame | pa.Table) -> pa.Table:
+    """Rows (an engine's table or dicts, times as integer microseconds, or a frame) as the
+    view's Arrow table."""
     schema = SCHEMAS[view]
+    if isinstance(rows, pa.Table):
+        return rows.select(schema.names).cast(schema)
     if isinstance(rows, pd.DataFrame):
         return pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def write_rows(settings: Settings, view: str, rows: list[dict] | pd.DataFrame, tag: str) -> list[Path]:
+def write_rows(settings: Settings, view: str, rows: list[dict] | pd.DataFrame | pa.Table, tag: str) -> list[Path]:
     """Append rows as one new file per day touched; ``tag`` names the writer (e.g. a partition)."""
     if len(rows) == 0:
         return []

@@ -12,6 +12,7 @@ call of HSETs. The integration tests read what it writes back through
 
 from __future__ import annotations
 
+import pyarrow as pa
 from feast import FeatureStore
 from feast.infra.online_stores.helpers import _mmh3, _redis_key
 from feast.infra.online_stores.redis import _versioned_fv_name
@@ -96,14 +97,14 @@ class OnlineWriter:
     def forget(self) -> None:
         self._stamped.clear()
 
-    def write(self, view: str, rows: list[dict]) -> int:
-        """Write the latest row of each entity in ``rows``; return how many were written."""
-        if not rows:
+    def write(self, view: str, rows: pa.Table) -> int:
+        """Write the latest row of each entity in ``rows`` (an engine's table, each entity's
+        rows in time order); return how many were written."""
+        if rows.num_rows == 0:
             return 0
         join_key, ts_field, names, encoders = self.views[view]
-        latest: dict[str, dict] = {}
-        for row in rows:  # an entity's rows come in time order: the last one wins
-            latest[row[join_key]] = row
+        latest = {entity: i for i, entity in enumerate(rows[join_key].to_pylist())}  # the last one wins
+        latest_rows = rows.take(pa.array(list(latest.values()), pa.int64()))
         keys = [self._redis_key(join_key, entity) for entity in latest]
         stamped = self._stamped
         unknown = [key for key in keys if (key, ts_field) not in stamped]
@@ -113,19 +114,19 @@ class OnlineWriter:
                     pipe.hget(key, ts_field)
                 for key, previous in zip(unknown, pipe.execute(), strict=True):
                     stamped[key, ts_field] = _timestamp_us(previous)
+        columns = [[EMPTY if value is None else encode(value) for value in latest_rows[name].to_pylist()]
+                   for name, encode in encoders]  # fmt: skip
         values: list[bytes] = []
-        for key, row in zip(keys, latest.values(), strict=True):
+        for key, row_us, *encoded in zip(keys, latest_rows["event_timestamp"].to_pylist(), *columns, strict=True):
             # This consumer owns the key, and its state is the truth. A row stamped at or
             # before the stored one (a restart recomputed it, and rows late events produce
             # are stamped with a clock that a crashed run may have moved further) would be
             # skipped by Feast's reader rule and the update silently lost: stamp it just
             # after the stored row instead, so time stays monotonic and nothing is dropped.
-            at_us = max(row["event_timestamp"], stamped[key, ts_field] + 1)
+            at_us = max(row_us, stamped[key, ts_field] + 1)
             stamped[key, ts_field] = at_us
             values.append(timestamp(at_us))
-            for name, encode in encoders:
-                value = row[name]
-                values.append(EMPTY if value is None else encode(value))
+            values += encoded
         width = len(names)
         for start in range(0, len(keys), WRITE_CHUNK):
             self._hset_many(keys=keys[start : start + WRITE_CHUNK],

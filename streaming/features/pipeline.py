@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from streaming.features.definitions import category_season_spec, customer_history_spec, item_popularity_spec
 from streaming.features.windows import DAY_US, Deduplicator, WindowEngine
 
 CREATED, CANCELLED = "booking_created", "booking_cancelled"
 DEDUP_HORIZON_US = 366 * DAY_US  # the longest window, and a day for late redeliveries
+APPLIED, DUPLICATE, UNKNOWN_ITEM = 0, 1, 2
 
 
 class UnknownItem(KeyError):
@@ -65,32 +68,54 @@ class FeaturePipeline:
         price_pence: int = 0, rental_days: int = 0,
     ) -> bool:  # fmt: skip
         """Apply one event; False if it was seen before. Raises ``UnknownItem``."""
-        category = self.catalogue.category.get(item_id)
-        if category is None:
+        status = self.process_many([(kind, event_id, item_id, customer_id, time_us, price_pence, rental_days)])[0]
+        if status == UNKNOWN_ITEM:
             raise UnknownItem(item_id)
-        if kind not in (CREATED, CANCELLED):
-            raise ValueError(f"unknown event kind {kind!r}")
-        if not self.dedup.first_time(_event_key(event_id), time_us):
-            return False
-        item, category_engine, customer = self._item, self._category, self._customer
-        if kind == CREATED:
-            if item:
-                item.apply(item_id, time_us, (1, price_pence * rental_days, price_pence, rental_days, 0))
-            if category_engine:
-                category_engine.apply(category, time_us, (1,))
-            if customer:
-                customer.apply(customer_id, time_us, (1, price_pence, self.catalogue.retail[item_id], 0))
-        else:
-            if item:
-                item.apply(item_id, time_us, (0, 0, 0, 0, 1))
-            if customer:
-                customer.apply(customer_id, time_us, (0, 0, 0, 1))
-            if category_engine:  # cancellations are not demand, but they move the clock
-                category_engine.advance(time_us)
-        self.events += 1
-        if self.events % 4096 == 0:
-            self.dedup.forget_before(time_us)
-        return True
+        return status == APPLIED
+
+    def process_many(self, events: list[tuple]) -> list[int]:
+        """Apply events in order, each a tuple of ``process``'s arguments; return a status per
+        event: APPLIED, DUPLICATE (seen before) or UNKNOWN_ITEM (nothing applied)."""
+        category_of, retail = self.catalogue.category, self.catalogue.retail
+        first_time = self.dedup.first_time
+        status = []
+        items, categories, customers, times, item_m, customer_m = [], [], [], [], [], []
+        for kind, event_id, item_id, customer_id, time_us, price_pence, rental_days in events:
+            category = category_of.get(item_id)
+            if category is None:
+                status.append(UNKNOWN_ITEM)
+                continue
+            if kind == CREATED:
+                item_m.append((1, price_pence * rental_days, price_pence, rental_days, 0))
+                customer_m.append((1, price_pence, retail[item_id], 0))
+            elif kind == CANCELLED:
+                item_m.append((0, 0, 0, 0, 1))
+                customer_m.append((0, 0, 0, 1))
+                category = None  # cancellations are not demand, but they move the clock
+            else:
+                raise ValueError(f"unknown event kind {kind!r}")
+            if not first_time(_event_key(event_id), time_us):
+                item_m.pop(), customer_m.pop()
+                status.append(DUPLICATE)
+                continue
+            status.append(APPLIED)
+            items.append(item_id)
+            categories.append(category)
+            customers.append(customer_id)
+            times.append(time_us)
+        if times:
+            at = np.array(times, np.int64)
+            if self._item:
+                self._item.apply_many(items, at, np.array(item_m, np.int64))
+            if self._category:
+                self._category.apply_many(categories, at, np.ones((len(at), 1), np.int64))
+            if self._customer:
+                self._customer.apply_many(customers, at, np.array(customer_m, np.int64))
+            before = self.events
+            self.events += len(times)
+            if self.events // 4096 != before // 4096:
+                self.dedup.forget_before(times[-1])
+        return status
 
     def advance(self, to_us: int) -> None:
         """Move every clock on, so windows decay even without events."""
@@ -101,6 +126,9 @@ class FeaturePipeline:
     @property
     def clock_us(self) -> int:
         return max(engine.clock_us for engine in self.engines.values())
+
+    def take_tables(self) -> dict[str, pa.Table]:
+        return {name: engine.take_table() for name, engine in self.engines.items()}
 
     def take_rows(self) -> dict[str, list[dict]]:
         return {name: engine.take_rows() for name, engine in self.engines.items()}

@@ -25,26 +25,44 @@ removals, and the consumer and the backfill agree to the last digit.
 
 from __future__ import annotations
 
-import heapq
-from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from streaming.features import window_kernel as k
 
 US = 1_000_000
 DAY_US = 86_400 * US
-EXPIRY, TICK = 0, 1  # timer kinds; at the same instant expiries fire first
+STATE_FORMAT = 2  # arrays (window_kernel); format 1 pickled one Python object per entity
+OUT_ROWS = 65_536  # rows the kernel writes before handing them back
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows the engine wrote, as columns: the entity keys, row times, and for each row the
+    sums per window and measure, the entity's latest booking and its first event (-1: none)."""
+
+    keys: np.ndarray  # object
+    at_us: np.ndarray  # int64
+    sums: np.ndarray  # int64 [rows, windows, measures]
+    last_event_us: np.ndarray
+    first_event_us: np.ndarray
 
 
 @dataclass(frozen=True)
 class Spec:
-    """One entity type's windows: their lengths and how many integer measures each event carries."""
+    """One entity type's windows: their lengths, how many integer measures each event carries,
+    and the feature columns their sums make."""
 
     name: str
+    key: str  # the entity column of the rows
     windows_us: tuple[int, ...]  # ascending; the last is the longest
     n_measures: int
-    # Builds a feature row from (entity key, row time, sums per window, entity state).
-    row: Callable[[Hashable, int, list[list[int]], EntityState], dict]
+    # Feature columns (numpy or Arrow arrays, beside the key and "event_timestamp") of rows.
+    columns: Callable[[Rows], dict[str, np.ndarray | pa.Array]]
     # A row at every multiple of this period (UTC midnights for a day) while the entity has
     # events in its longest window: for values that change with the calendar, not only with
     # events (a long-run level over the history seen so far).
@@ -55,163 +73,193 @@ class Spec:
             raise ValueError(f"{self.name}: windows must be ascending")
 
 
-@dataclass(slots=True)
-class EntityState:
-    times: list[int] = field(default_factory=list)  # event times still in the longest window
-    measures: list[tuple[int, ...]] = field(default_factory=list)
-    heads: list[int] = field(default_factory=list)  # per window: index of its oldest event
-    sums: list[list[int]] = field(default_factory=list)
-    last_row_us: int = -1
-    next_tick_us: int = -1  # the calendar row already scheduled, if any
-    last_event_us: int = -1  # latest event whose first measure (its count) is positive: a booking
-    first_event_us: int = -1  # earliest event time ever (how much history a long-run level has)
-
-    def __reduce__(self):
-        # A flat tuple pickles about 2.5x faster than the dataclass's default slot state, and
-        # checkpoints pickle every entity of a partition.
-        return EntityState, (self.times, self.measures, self.heads, self.sums, self.last_row_us,
-                             self.next_tick_us, self.last_event_us, self.first_event_us)  # fmt: skip
+def _grown(array: np.ndarray, rows: int, fill: int) -> np.ndarray:
+    out = np.full((rows, *array.shape[1:]), fill, dtype=array.dtype)
+    out[: len(array)] = array
+    return out
 
 
 class WindowEngine:
-    """Windowed sums for every entity of one spec, with the expiry timer that decays them."""
+    """Windowed sums for every entity of one spec, with the expiry timer that decays them.
+
+    A thin owner of ``window_kernel``'s arrays: it maps entity keys to integers, keeps the
+    arrays large enough for the next call, and turns the kernel's output into Arrow tables."""
 
     def __init__(self, spec: Spec):
         self.spec = spec
-        self.clock_us = -1
-        self.entities: dict[Hashable, EntityState] = {}
-        self._timers: list[tuple[int, int, Hashable]] = []  # (time, EXPIRY or TICK, entity)
-        self.rows: list[dict] = []
-        self.late = 0
+        self._windows = np.asarray(spec.windows_us, dtype=np.int64)
+        self._tick = spec.tick_us or 0
+        w, m = len(spec.windows_us), spec.n_measures
+        self._scalars = np.array([-1, 0, 0, k.NONE, 0, 0], dtype=np.int64)
+        self._keys: list[Hashable] = []
+        self._index: dict[Hashable, int] = {}
+        self._ent = np.full((0, 6), -1, np.int64)
+        self._heads = np.full((0, w), k.NONE, np.int64)
+        self._sums = np.zeros((0, w, m), np.int64)
+        self._node_time = np.zeros(0, np.int64)
+        self._node_meas = np.zeros((0, m), np.int64)
+        self._node_next = np.full(0, k.NONE, np.int64)
+        self._node_prev = np.full(0, k.NONE, np.int64)
+        self._heap = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self._out = (
+            np.zeros(OUT_ROWS, np.int64), np.zeros(OUT_ROWS, np.int64), np.zeros((OUT_ROWS, w, m), np.int64),
+            np.zeros(OUT_ROWS, np.int64), np.zeros(OUT_ROWS, np.int64),
+        )  # fmt: skip
+        self._taken: list[tuple[np.ndarray, ...]] = []
 
     # -- public -------------------------------------------------------------------------------
+    @property
+    def clock_us(self) -> int:
+        return int(self._scalars[k.CLOCK])
+
+    @property
+    def late(self) -> int:
+        return int(self._scalars[k.LATE])
+
+    @property
+    def entities(self) -> dict[Hashable, int]:
+        return self._index
+
     def apply(self, key: Hashable, time_us: int, measures: tuple[int, ...]) -> None:
         """Apply one event and write the entity's new row."""
-        if time_us > self.clock_us:
-            timers = self._timers
-            if timers and timers[0][0] <= time_us:
-                self.advance(time_us)
-            else:  # nothing fires on the way: just move the clock
-                self.clock_us = time_us
-        elif time_us < self.clock_us:
-            self.late += 1
-        state = self.entities.get(key)
-        if state is None:
-            state = self.entities[key] = self._new_state()
-        self._insert(key, state, time_us, measures)
-        self._emit(key, state, self.clock_us)
+        self.apply_many([key], np.array([time_us], np.int64), np.array([measures], np.int64))
+
+    def apply_many(self, keys: Sequence[Hashable], times_us: np.ndarray, measures: np.ndarray) -> None:
+        """Apply events in order, each exactly as ``apply`` would; a key of None only moves the
+        clock, as ``advance`` would."""
+        n = len(keys)
+        if n == 0:
+            return
+        index, known = self._index, self._keys
+        entities = np.empty(n, np.int64)
+        for i, key in enumerate(keys):
+            if key is None:  # moves the clock only
+                entities[i] = -1
+                continue
+            e = index.get(key)
+            if e is None:
+                e = index[key] = len(known)
+                known.append(key)
+            entities[i] = e
+        self._reserve(n)
+        times_us = np.ascontiguousarray(times_us, np.int64)
+        measures = np.ascontiguousarray(measures, np.int64).reshape(n, self.spec.n_measures)
+        start = 0
+        while start < n:
+            start = k.apply(*self._kernel_state(), entities, times_us, measures, start, *self._out)
+            if start < n:
+                self._drain()
 
     def advance(self, to_us: int) -> None:
         """Move the clock to ``to_us`` (never back), firing every expiry on the way in order."""
-        timers = self._timers
-        while timers and timers[0][0] <= to_us:
-            at, kind, key = heapq.heappop(timers)
-            state = self.entities[key]
-            if kind == EXPIRY:
-                if self._expire(state, at):
-                    self._emit(key, state, at)
-            else:
-                self._expire(state, at)
-                if state.last_row_us < at:
-                    self._emit(key, state, at)
-                state.next_tick_us = -1
-                if state.heads[-1] < len(state.times):
-                    self._schedule_tick(key, state, at)
-        if to_us > self.clock_us:
-            self.clock_us = to_us
+        while not k.advance(*self._kernel_state(), int(to_us), *self._out):
+            self._drain()
 
-    def state(self, keep: Callable[[Hashable], bool] | None = None) -> dict:
-        """Everything needed to resume (picklable); ``keep`` selects a subset of entities."""
-        if keep is None:
-            return {"clock_us": self.clock_us, "entities": self.entities, "timers": self._timers, "late": self.late}
-        entities = {k: v for k, v in self.entities.items() if keep(k)}
-        timers = [t for t in self._timers if t[2] in entities]
-        heapq.heapify(timers)
-        return {"clock_us": self.clock_us, "entities": entities, "timers": timers, "late": self.late}
-
-    def restore(self, state: dict) -> None:
-        self.clock_us, self.entities, self._timers, self.late = (
-            state["clock_us"], state["entities"], state["timers"], state["late"],
-        )  # fmt: skip
+    def take_table(self) -> pa.Table:
+        """Every row written since the last take, in the order written."""
+        self._drain()
+        chunks, self._taken = self._taken, []
+        w, m = len(self.spec.windows_us), self.spec.n_measures
+        if chunks:
+            ent, at, sums, last, first = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
+        else:
+            ent, at, last, first = (np.zeros(0, np.int64) for _ in range(4))
+            sums = np.zeros((0, w, m), np.int64)
+        keys = np.empty(len(self._keys), dtype=object)
+        keys[:] = self._keys
+        rows = Rows(keys[ent], at, sums, last, first)
+        return pa.table({self.spec.key: rows.keys, "event_timestamp": at, **self.spec.columns(rows)})
 
     def take_rows(self) -> list[dict]:
-        rows, self.rows = self.rows, []
-        return rows
+        """``take_table`` as dicts (times as integer microseconds): for tests and small uses."""
+        return self.take_table().to_pylist()
 
     def values(self, key: Hashable) -> dict | None:
-        """The entity's row as of the clock (None if never seen)."""
-        state = self.entities.get(key)
-        if state is None:
+        """The entity's row as of the clock (None if never seen); writes no row."""
+        e = self._index.get(key)
+        if e is None:
             return None
-        self._expire(state, self.clock_us)
-        return self.spec.row(key, self.clock_us, state.sums, state)
+        s = self._kernel_state()
+        k.expire_now(s[0], s[1], s[3], s[4], s[5], s[6], s[7], s[8], s[9], e)
+        keys = np.empty(1, dtype=object)
+        keys[0] = key
+        ent = self._ent[e]
+        rows = Rows(keys, np.array([self.clock_us]), self._sums[e : e + 1].copy(),
+                    ent[k.LAST_EVENT : k.LAST_EVENT + 1].copy(), ent[k.FIRST_EVENT : k.FIRST_EVENT + 1].copy())  # fmt: skip
+        return pa.table({self.spec.key: keys, "event_timestamp": rows.at_us, **self.spec.columns(rows)}).to_pylist()[0]
+
+    def state(self, keep: Callable[[Hashable], bool] | None = None) -> dict:
+        """Everything needed to resume (picklable arrays); ``keep`` selects a subset of entities."""
+        if keep is None:
+            kept = np.arange(len(self._keys), dtype=np.int64)
+        else:
+            kept = np.array([e for e, key in enumerate(self._keys) if keep(key)], dtype=np.int64)
+        ent = self._ent[: len(self._keys)]
+        time, meas, nxt, prev, new_ent, heads = k.compact_nodes(kept, ent, self._heads, self._node_time,
+                                                                self._node_meas, self._node_next)  # fmt: skip
+        renumber = np.full(len(self._keys), -1, np.int64)
+        renumber[kept] = np.arange(len(kept))
+        n_heap = int(self._scalars[k.HEAP])
+        ht, hk, he = (a[:n_heap] for a in self._heap)
+        mine = renumber[he] >= 0
+        ht, hk, he = ht[mine], hk[mine], renumber[he[mine]]
+        order = np.lexsort((he, hk, ht))  # sorted by (time, kind, entity): a valid heap
+        return {
+            "format": STATE_FORMAT,
+            "clock_us": self.clock_us,
+            "late": self.late,
+            "entities": [self._keys[e] for e in kept],
+            "ent": new_ent, "heads": heads, "sums": self._sums[kept],
+            "nodes": (time, meas, nxt, prev),
+            "timers": (ht[order], hk[order], he[order]),
+        }  # fmt: skip
+
+    def restore(self, state: dict) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(
+                f"saved window state has format {state.get('format', 1)}, this engine reads {STATE_FORMAT}: "
+                "rebuild it (rental features backfill, or a new consumer group)"
+            )
+        self._keys = list(state["entities"])
+        self._index = {key: e for e, key in enumerate(self._keys)}
+        self._ent, self._heads, self._sums = state["ent"].copy(), state["heads"].copy(), state["sums"].copy()
+        self._node_time, self._node_meas, self._node_next, self._node_prev = (a.copy() for a in state["nodes"])
+        self._heap = tuple(a.copy() for a in state["timers"])
+        n_nodes, n_heap = len(self._node_time), len(self._heap[0])
+        self._scalars = np.array([state["clock_us"], state["late"], n_heap, k.NONE, n_nodes, 0], dtype=np.int64)
+        self._taken = []
 
     # -- internals ----------------------------------------------------------------------------
-    def _new_state(self) -> EntityState:
-        n = len(self.spec.windows_us)
-        return EntityState(heads=[0] * n, sums=[[0] * self.spec.n_measures for _ in range(n)])
+    def _kernel_state(self) -> tuple:
+        return (self._scalars, self._windows, self._tick, self._ent, self._heads, self._sums, self._node_time,
+                self._node_meas, self._node_next, self._node_prev, *self._heap)  # fmt: skip
 
-    def _insert(self, key: Hashable, state: EntityState, time_us: int, measures: tuple[int, ...]) -> None:
-        if not state.times or time_us >= state.times[-1]:
-            state.times.append(time_us)
-            state.measures.append(measures)
-        else:  # out of order within the entity: keep times sorted (ties go after)
-            at = bisect_right(state.times, time_us)
-            state.times.insert(at, time_us)
-            state.measures.insert(at, measures)
-        # An event inside a window lands at or after that window's head; one outside lands
-        # at or before it, so the head steps past it.
-        clock, timers, all_sums = self.clock_us, self._timers, state.sums
-        for w, window in enumerate(self.spec.windows_us):
-            if time_us > clock - window:
-                sums = all_sums[w]
-                for m, value in enumerate(measures):
-                    sums[m] += value
-                heapq.heappush(timers, (time_us + window, EXPIRY, key))
-            else:  # already outside this window: step the head past it
-                state.heads[w] += 1
-        if measures[0] > 0:
-            state.last_event_us = max(state.last_event_us, time_us)
-        if self.spec.tick_us and state.next_tick_us < 0:
-            self._schedule_tick(key, state, self.clock_us)
-        if state.first_event_us < 0 or time_us < state.first_event_us:
-            state.first_event_us = time_us
+    def _reserve(self, events: int) -> None:
+        """Room for ``events`` more events: entities, nodes and timers never run out mid-call."""
+        entities = len(self._keys)
+        if entities > len(self._ent):
+            size = max(entities, 2 * len(self._ent), 1024)
+            self._ent = _grown(self._ent, size, -1)
+            self._heads = _grown(self._heads, size, k.NONE)
+            self._sums = _grown(self._sums, size, 0)
+        nodes = int(self._scalars[k.USED]) + events
+        if nodes > len(self._node_time):
+            size = max(nodes, 2 * len(self._node_time), 4096)
+            self._node_time = _grown(self._node_time, size, 0)
+            self._node_meas = _grown(self._node_meas, size, 0)
+            self._node_next = _grown(self._node_next, size, k.NONE)
+            self._node_prev = _grown(self._node_prev, size, k.NONE)
+        # Each event pushes a timer per window; ticks add at most one per entity.
+        timers = int(self._scalars[k.HEAP]) + events * len(self.spec.windows_us) + entities
+        if timers > len(self._heap[0]):
+            size = max(timers, 2 * len(self._heap[0]), 4096)
+            self._heap = tuple(_grown(a, size, 0) for a in self._heap)
 
-    def _schedule_tick(self, key: Hashable, state: EntityState, after_us: int) -> None:
-        tick = self.spec.tick_us
-        state.next_tick_us = (after_us // tick + 1) * tick
-        heapq.heappush(self._timers, (state.next_tick_us, TICK, key))
-
-    def _expire(self, state: EntityState, at_us: int) -> bool:
-        """Drop from each window the events at or before ``at - window``; True if any left."""
-        changed = False
-        times, heads = state.times, state.heads
-        n = len(times)
-        for w, window in enumerate(self.spec.windows_us):
-            head = heads[w]
-            cutoff = at_us - window
-            if head < n and times[head] <= cutoff:
-                sums = state.sums[w]
-                while head < n and times[head] <= cutoff:
-                    for m, value in enumerate(state.measures[head]):
-                        sums[m] -= value
-                    head += 1
-                heads[w] = head
-                changed = True
-        drop = heads[-1]
-        if drop == n and n:  # nothing left in any window: keep no history (checkpoints stay small)
-            times.clear(), state.measures.clear()
-            state.heads = [0] * len(heads)
-        elif drop > 64 and drop * 2 > n:  # compact what left the longest window
-            del times[:drop], state.measures[:drop]
-            state.heads = [h - drop for h in heads]
-        return changed
-
-    def _emit(self, key: Hashable, state: EntityState, at_us: int) -> None:
-        if at_us <= state.last_row_us:
-            at_us = state.last_row_us + 1
-        state.last_row_us = at_us
-        self.rows.append(self.spec.row(key, at_us, state.sums, state))
+    def _drain(self) -> None:
+        n = int(self._scalars[k.OUT])
+        if n:
+            self._taken.append(tuple(a[:n].copy() for a in self._out))
+            self._scalars[k.OUT] = 0
 
 
 class Deduplicator:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 import redis as redis_py
 
@@ -14,10 +15,10 @@ pytestmark = pytest.mark.integration
 DAY_US = 86_400 * 1_000_000
 
 
-def _row(at_us: int, bookings: int) -> dict:
-    return {"item_id": "item_x", "event_timestamp": at_us, "bookings_7d": bookings, "bookings_30d": bookings,
+def _row(at_us: int, bookings: int) -> pa.Table:
+    return pa.Table.from_pylist([{"item_id": "item_x", "event_timestamp": at_us, "bookings_7d": bookings, "bookings_30d": bookings,
             "revenue_7d": 10.0 * bookings, "revenue_30d": 10.0 * bookings, "avg_price_30d": None,
-            "utilisation_30d": 0.1, "cancellations_30d": 0, "last_booking_at": at_us}  # fmt: skip
+            "utilisation_30d": 0.1, "cancellations_30d": 0, "last_booking_at": at_us}])  # fmt: skip
 
 
 def test_a_recomputed_row_stamped_earlier_still_replaces_the_stored_one(tmp_path, settings):
@@ -31,10 +32,10 @@ def test_a_recomputed_row_stamped_earlier_still_replaces_the_stored_one(tmp_path
     def read():
         return store.get_online_features(features=features, entity_rows=[{"item_id": "item_x"}]).to_dict()
 
-    writer.write("item_popularity", [_row(1000 * DAY_US, 3)])
+    writer.write("item_popularity", _row(1000 * DAY_US, 3))
     assert read()["bookings_7d"] == [3] and read()["avg_price_30d"] == [None]
     # After a restart the same entity's newest state can carry an earlier stamp: it must win.
-    writer.write("item_popularity", [_row(999 * DAY_US, 5)])
+    writer.write("item_popularity", _row(999 * DAY_US, 5))
     assert read()["bookings_7d"] == [5]
     stored = redis_py.Redis.from_url(local.redis_url)
     assert len(stored.keys()) == 1
