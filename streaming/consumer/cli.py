@@ -73,13 +73,18 @@ def run_stage(settings: Settings, name: str, max_seconds: float | None, until_id
     """One stage in this process until stopped, out of time, or idle (assigned, no lag, no records)."""
     from kafka import KafkaProducer
 
+    from streaming.consumer.partitioning import partitions_of
     from streaming.features.online import OnlineWriter
+    from streaming.features.proto_columns import warm_up as warm_up_encoder
     from streaming.features.store import feature_store
+    from streaming.features.windows import warm_up as warm_up_windows
 
     defined = all_stages(settings)
     if name not in defined:
         raise typer.BadParameter(f"unknown stage {name!r}; known: {list(defined)}")
     catalogue = load_catalogue(settings)
+    # Compiled kernels are loaded before joining the group, so the first poll does not wait.
+    warm_up_windows(), warm_up_encoder(), partitions_of(["warm-up"], 1)
     writer = OnlineWriter(feature_store(settings), settings)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5,
                              compression_type="lz4", client_id=f"features-{name}-out")  # fmt: skip

@@ -14,12 +14,12 @@ clock follows the wall clock (or ``settings.stream_now``), so windows decay with
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
 import pyarrow as pa
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
@@ -28,7 +28,8 @@ from kafka.structs import OffsetAndMetadata
 from rental.settings import Settings
 from streaming.consumer import checkpoint
 from streaming.consumer.dead_letters import DeadLetters
-from streaming.consumer.stages import Stage, partition_of
+from streaming.consumer.partitioning import partition_of, partitions_of
+from streaming.consumer.stages import Stage
 from streaming.events import BookingCreated, EventError, decode
 from streaming.features.definitions import to_us
 from streaming.features.offline import write_rows
@@ -69,7 +70,7 @@ class StageRunner:
         self._pending: list[TopicPartition] = []  # assigned during a poll, set up after it
         self._sent: list = []  # futures of forwarded batches since the last checkpoint
         self._outbox: dict[tuple[str, int], list[tuple]] = {}  # (topic, partition) -> events to forward
-        self._routes: dict[str, tuple[int, dict[str, int]]] = {}  # topic -> (partitions, key -> partition)
+        self._partitions: dict[str, int] = {}  # forwarded topic -> its partition count
         self.offline_rows: list[pa.Table] = []
         self.counters = Counters()
         self._last_checkpoint = time.monotonic()
@@ -163,7 +164,7 @@ class StageRunner:
         if self.stage.reads_batches:
             for record in records:
                 try:
-                    batch = [tuple(args) for args in json.loads(record.value)["events"]]
+                    batch = [tuple(args) for args in orjson.loads(record.value)["events"]]
                 except (ValueError, KeyError, TypeError) as exc:
                     self.dead_letters.send(record, f"forwarded batch: unreadable ({exc})")
                     continue
@@ -185,32 +186,28 @@ class StageRunner:
                 sources.append(record)
         if not events:
             return
-        counters, forwards, outbox = self.counters, self.stage.forwards, self._outbox
+        counters, applied = self.counters, []
         for args, record, status in zip(events, sources, part.pipeline.process_many(events), strict=True):
             if status == APPLIED:
-                counters.events += 1
-                for topic, key in forwards:
-                    target = self._route(topic, key(args, self.catalogue))
-                    outbox.setdefault((topic, target), []).append(args)
+                applied.append(args)
             elif status == DUPLICATE:
                 counters.duplicates += 1
             else:
                 self.dead_letters.send(record, f"item_id: unknown item {args[2]!r}")
-
-    def _route(self, topic: str, key: str) -> int:
-        """The partition of ``topic`` that owns ``key``, remembered: murmur2 is pure Python."""
-        count, routes = self._routes.get(topic) or self._routes.setdefault(
-            topic, (len(self.producer.partitions_for(topic)), {})
-        )
-        partition = routes.get(key)
-        if partition is None:
-            partition = routes[key] = partition_of(key, count)
-        return partition
+        counters.events += len(applied)
+        for topic, key in self.stage.forwards:
+            count = self._partitions.get(topic) or self._partitions.setdefault(
+                topic, len(self.producer.partitions_for(topic))
+            )
+            targets = partitions_of([key(args, self.catalogue) for args in applied], count).tolist()
+            outbox = self._outbox
+            for args, target in zip(applied, targets, strict=True):
+                outbox.setdefault((topic, target), []).append(args)
 
     def _send_outbox(self) -> None:
         for (topic, partition), events in self._outbox.items():
             for start in range(0, len(events), FORWARD_BATCH):
-                value = json.dumps({"schema_version": 1, "events": events[start : start + FORWARD_BATCH]}).encode()
+                value = orjson.dumps({"schema_version": 1, "events": events[start : start + FORWARD_BATCH]})
                 self._sent.append(self.producer.send(topic, value=value, partition=partition))
         self._outbox = {}
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kafka.partitioner.default import murmur2
-
 from rental.settings import Settings
 from streaming.features.pipeline import Catalogue
 
@@ -62,8 +60,3 @@ def stages(settings: Settings) -> dict[str, Stage]:
         "customers": Stage("customers", settings.topic_bookings_by_customer, "customer_history", _customer, reads_batches=True),
         "categories": Stage("categories", settings.topic_bookings_by_category, "category_season", _category, reads_batches=True),
     }  # fmt: skip
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner sends ``key`` to (murmur2, as the Java client)."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions

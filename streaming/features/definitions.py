@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from streaming.features.windows import DAY_US, Rows, Spec
@@ -52,9 +53,12 @@ def _time_or_null(us: np.ndarray) -> pa.Array:
 def item_popularity_spec(units: Mapping[str, int]) -> Spec:
     """Bookings, revenue and cancellations over 7 and 30 days, utilisation, last booking."""
 
+    known = pd.Index(list(units))
+    known_units = np.append(np.fromiter(units.values(), np.int64, len(units)), 1)  # [-1]: an unknown item, 1 unit
+
     def columns(rows: Rows) -> dict:
         week, month = rows.sums[:, 0], rows.sums[:, 1]
-        item_units = np.fromiter((units.get(item_id, 1) for item_id in rows.keys), np.int64, len(rows.keys))
+        item_units = known_units[known.get_indexer(rows.keys)]
         return {
             "bookings_7d": week[:, 0],
             "bookings_30d": month[:, 0],

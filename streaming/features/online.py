@@ -3,71 +3,53 @@
 ``FeatureStore.push`` converts a DataFrame through Arrow to protos and then Redis; it costs
 about 115 µs a row (DESIGN.md), too slow for thousands of rows a second. This writer keeps
 Feast's storage format exactly (Feast's own key and field-hash helpers, its value protos, its
-"_ts:<view>" timestamp field, timestamps that only grow), but caches the entity keys and field
-names, serialises values directly (``proto_bytes``) and sends a poll's rows as one Lua script
-call of HSETs. The integration tests read what it writes back through
-``FeatureStore.get_online_features`` and compare it with what Feast's own
-``write_to_online_store`` writes for the same values.
+"_ts:<view>" timestamp field, timestamps that only grow), but encodes a poll's rows column by
+column in one compiled pass (``proto_columns``) and sends them as one blob per Lua script call,
+which splits it and HSETs each key: per value, redis-py's Python would cost more than Redis.
+The integration tests read what it writes back through ``FeatureStore.get_online_features``
+and compare it with what Feast's own ``write_to_online_store`` writes for the same values.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 from feast import FeatureStore
-from feast.infra.online_stores.helpers import _mmh3, _redis_key
-from feast.infra.online_stores.redis import _versioned_fv_name
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis import Redis
 
 from rental.settings import Settings
-from streaming.features.proto_bytes import EMPTY, ENCODERS, timestamp
+from streaming.features.proto_columns import CODES, column_values, encode_rows
+from streaming.features.redis_layout import EntityKeys, view_fields
 
-# One HSET per key, in one round trip and one command: redis-py spends ~10 µs of Python on
-# every pipelined command, more than Redis spends on the HSET. ARGV: the number of fields F,
-# the F field names, then F values per key, in KEYS order.
-HSET_MANY = """
+# KEYS: the entity keys. ARGV: the number of fields F, the F field names, every key's F values
+# concatenated, and the little-endian uint32 end offset of each value in that blob.
+HSET_BLOB = """
 local width = tonumber(ARGV[1])
-local fields = {}
+local blob, ends = ARGV[width + 2], ARGV[width + 3]
+local fields, start, pos, stop = {}, 1, 1, 0
+for j = 1, width do
+  fields[2 * j - 1] = ARGV[1 + j]
+end
 for k = 1, #KEYS do
-  local offset = 1 + width + (k - 1) * width
   for j = 1, width do
-    fields[2 * j - 1] = ARGV[1 + j]
-    fields[2 * j] = ARGV[offset + j]
+    stop, pos = struct.unpack('<I4', ends, pos)
+    fields[2 * j] = string.sub(blob, start, stop)
+    start = stop + 1
   end
   redis.call('HSET', KEYS[k], unpack(fields))
 end
 return #KEYS
 """
+# Each key's stored field, in one call (a pipelined HGET costs ~10 µs of redis-py's Python).
+HGET_MANY = """
+local out = {}
+for k = 1, #KEYS do
+  out[k] = redis.call('HGET', KEYS[k], ARGV[1]) or ''
+end
+return out
+"""
 WRITE_CHUNK = 2_000  # keys per script call: Redis runs a script to the end before serving anyone else
-
-
-class EntityKeys:
-    """Feast's Redis key of an entity (its serialised entity key + the project), remembered per
-    entity: serialising costs more than the write or read it serves. Bounded, so ids a client
-    makes up cannot grow it forever."""
-
-    LIMIT = 1_000_000
-
-    def __init__(self, config):
-        self._project, self._version = config.project, config.entity_key_serialization_version
-        self._keys: dict[tuple[str, str], bytes] = {}
-
-    def __call__(self, join_key: str, entity: str) -> bytes:
-        found = self._keys.get((join_key, entity))
-        if found is None:
-            proto = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=entity)])
-            found = _redis_key(self._project, proto, self._version)
-            if len(self._keys) < self.LIMIT:
-                self._keys[(join_key, entity)] = found
-        return found
-
-
-def view_fields(view, config, features: list[str]) -> tuple[str, list[bytes | str]]:
-    """A view's timestamp field and its features' hash fields, as Feast names them in Redis."""
-    stored_as = _versioned_fv_name(view, config)
-    return f"_ts:{stored_as}", [_mmh3(f"{stored_as}:{name}") for name in features]
 
 
 def _timestamp_us(proto_bytes: bytes | None) -> int:
@@ -85,14 +67,16 @@ class OnlineWriter:
         self.views = {}
         for fv in store.list_feature_views():
             ts_field, fields = view_fields(fv, config, [f.name for f in fv.features])
-            names = [ts_field, *fields]
-            encoders = [(f.name, ENCODERS[f.dtype.to_value_type()]) for f in fv.features]
-            self.views[fv.name] = (fv.entity_columns[0].name, ts_field, names, encoders)
-        self._hset_many = self.redis.register_script(HSET_MANY)
+            codes = [CODES.get(f.dtype.to_value_type()) for f in fv.features]
+            self.views[fv.name] = (fv.entity_columns[0].name, ts_field, [ts_field, *fields],
+                                   [f.name for f in fv.features], codes)  # fmt: skip
+        self._hset_blob = self.redis.register_script(HSET_BLOB)
+        self._hget_many = self.redis.register_script(HGET_MANY)
         self._redis_key = EntityKeys(config)
-        # The stamp this writer last gave each key, so only keys it has not written yet need a
-        # read first. Valid while this process owns the keys: ``forget`` at every rebalance.
-        self._stamped: dict[tuple[bytes, str], int] = {}
+        # Per view, the stamp this writer last gave each key, so only keys it has not written
+        # yet need a read first. Valid while this process owns the keys: ``forget`` at every
+        # rebalance.
+        self._stamped: dict[str, dict[bytes, int]] = {}
 
     def forget(self) -> None:
         self._stamped.clear()
@@ -102,33 +86,31 @@ class OnlineWriter:
         rows in time order); return how many were written."""
         if rows.num_rows == 0:
             return 0
-        join_key, ts_field, names, encoders = self.views[view]
+        join_key, ts_field, names, features, codes = self.views[view]
+        if None in codes:
+            raise TypeError(f"{view}: the stream writes only numeric and timestamp features")
         latest = {entity: i for i, entity in enumerate(rows[join_key].to_pylist())}  # the last one wins
         latest_rows = rows.take(pa.array(list(latest.values()), pa.int64()))
         keys = [self._redis_key(join_key, entity) for entity in latest]
-        stamped = self._stamped
-        unknown = [key for key in keys if (key, ts_field) not in stamped]
-        if unknown:
-            with self.redis.pipeline(transaction=False) as pipe:
-                for key in unknown:
-                    pipe.hget(key, ts_field)
-                for key, previous in zip(unknown, pipe.execute(), strict=True):
-                    stamped[key, ts_field] = _timestamp_us(previous)
-        columns = [[EMPTY if value is None else encode(value) for value in latest_rows[name].to_pylist()]
-                   for name, encode in encoders]  # fmt: skip
-        values: list[bytes] = []
-        for key, row_us, *encoded in zip(keys, latest_rows["event_timestamp"].to_pylist(), *columns, strict=True):
-            # This consumer owns the key, and its state is the truth. A row stamped at or
-            # before the stored one (a restart recomputed it, and rows late events produce
-            # are stamped with a clock that a crashed run may have moved further) would be
-            # skipped by Feast's reader rule and the update silently lost: stamp it just
-            # after the stored row instead, so time stays monotonic and nothing is dropped.
-            at_us = max(row_us, stamped[key, ts_field] + 1)
-            stamped[key, ts_field] = at_us
-            values.append(timestamp(at_us))
-            values += encoded
+        stamped = self._stamped.setdefault(view, {})
+        unknown = [key for key in keys if key not in stamped]
+        for start in range(0, len(unknown), WRITE_CHUNK):
+            chunk = unknown[start : start + WRITE_CHUNK]
+            stamped.update(zip(chunk, map(_timestamp_us, self._hget_many(keys=chunk, args=[ts_field])), strict=True))
+        # This consumer owns the key, and its state is the truth. A row stamped at or before the
+        # stored one (a restart recomputed it, and rows late events produce are stamped with a
+        # clock that a crashed run may have moved further) would be skipped by Feast's reader
+        # rule and the update silently lost: stamp it just after the stored row instead, so
+        # time stays monotonic and nothing is dropped.
+        previous = np.fromiter(map(stamped.__getitem__, keys), np.int64, len(keys))
+        at_us = np.maximum(latest_rows["event_timestamp"].to_numpy(), previous + 1)
+        stamped.update(zip(keys, at_us.tolist(), strict=True))
+        encoded = [column_values(latest_rows[name], code) for name, code in zip(features, codes, strict=True)]
+        values = np.column_stack([v for v, _ in encoded]) if encoded else np.zeros((len(keys), 0), np.int64)
+        nulls = np.column_stack([n for _, n in encoded]) if encoded else np.zeros((len(keys), 0), bool)
         width = len(names)
         for start in range(0, len(keys), WRITE_CHUNK):
-            self._hset_many(keys=keys[start : start + WRITE_CHUNK],
-                            args=[width, *names, *values[start * width : (start + WRITE_CHUNK) * width]])  # fmt: skip
+            part = slice(start, start + WRITE_CHUNK)
+            blob, ends = encode_rows(at_us[part], values[part], nulls[part], np.array(codes[:], np.int64))
+            self._hset_blob(keys=keys[part], args=[width, *names, blob.tobytes(), ends.tobytes()])
         return len(keys)

@@ -4,8 +4,9 @@
 service (its five views, 28 features), most of it building and unbuilding response protos;
 a quote's whole budget is about 2 ms of CPU. This reader is the mirror of ``online.OnlineWriter``:
 it takes the views, features and entity keys from Feast's registry and builds the keys and
-field names as the writer does (``EntityKeys``, ``view_fields``: Feast's own helpers), then reads each distinct entity key once (the views of
-one entity share one Redis hash) in one round trip, and decodes Feast's value protos itself.
+field names as the writer does (``redis_layout``: Feast's own helpers), then reads each
+distinct entity key once (the views of one entity share one Redis hash) in one round trip, and
+decodes Feast's value protos itself.
 It applies exactly the rules of Feast's Redis read: a missing field or key is null and a view's
 row time is its ``_ts:<view>`` field (0 when absent); no ttl is applied.
 ``tests/integration/test_online_read.py`` checks it against ``get_online_features`` value for value.
@@ -22,7 +23,7 @@ from feast.type_map import feast_value_type_to_python_type
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis import Redis
 
-from streaming.features.online import EntityKeys, view_fields
+from streaming.features.redis_layout import EntityKeys, view_fields
 
 _PLAIN = frozenset({"string_val", "int64_val", "int32_val", "double_val", "float_val", "bool_val", "bytes_val"})
 _parse_value = ValueProto.FromString

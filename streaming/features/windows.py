@@ -93,6 +93,7 @@ class WindowEngine:
         self._scalars = np.array([-1, 0, 0, k.NONE, 0, 0], dtype=np.int64)
         self._keys: list[Hashable] = []
         self._index: dict[Hashable, int] = {}
+        self._keys_np, self._keys_filled = np.empty(0, dtype=object), 0
         self._ent = np.full((0, 6), -1, np.int64)
         self._heads = np.full((0, w), k.NONE, np.int64)
         self._sums = np.zeros((0, w, m), np.int64)
@@ -165,9 +166,7 @@ class WindowEngine:
         else:
             ent, at, last, first = (np.zeros(0, np.int64) for _ in range(4))
             sums = np.zeros((0, w, m), np.int64)
-        keys = np.empty(len(self._keys), dtype=object)
-        keys[:] = self._keys
-        rows = Rows(keys[ent], at, sums, last, first)
+        rows = Rows(self._key_array()[ent], at, sums, last, first)
         return pa.table({self.spec.key: rows.keys, "event_timestamp": at, **self.spec.columns(rows)})
 
     def take_rows(self) -> list[dict]:
@@ -222,6 +221,7 @@ class WindowEngine:
             )
         self._keys = list(state["entities"])
         self._index = {key: e for e, key in enumerate(self._keys)}
+        self._keys_np, self._keys_filled = np.empty(0, dtype=object), 0
         self._ent, self._heads, self._sums = state["ent"].copy(), state["heads"].copy(), state["sums"].copy()
         self._node_time, self._node_meas, self._node_next, self._node_prev = (a.copy() for a in state["nodes"])
         self._heap = tuple(a.copy() for a in state["timers"])
@@ -254,6 +254,18 @@ class WindowEngine:
         if timers > len(self._heap[0]):
             size = max(timers, 2 * len(self._heap[0]), 4096)
             self._heap = tuple(_grown(a, size, 0) for a in self._heap)
+
+    def _key_array(self) -> np.ndarray:
+        """The keys as an object array indexed by entity (grown, not rebuilt, as keys arrive)."""
+        known, array = len(self._keys), self._keys_np
+        if known > len(array):
+            grown = np.empty(max(known, 2 * len(array), 1024), dtype=object)
+            grown[: len(array)] = array
+            array = self._keys_np = grown
+        if known > self._keys_filled:
+            array[self._keys_filled : known] = self._keys[self._keys_filled :]
+            self._keys_filled = known
+        return array
 
     def _drain(self) -> None:
         n = int(self._scalars[k.OUT])
@@ -296,3 +308,15 @@ class Deduplicator:
 
     def restore(self, state: dict) -> None:
         self._expiry, self._order, self.duplicates = state["expiry"], state["order"], state["duplicates"]
+
+
+def warm_up() -> None:
+    """Load (or compile, the first time) every window kernel now, not on the first event: a
+    consumer's first poll would otherwise wait a second or more for it."""
+    spec = Spec("warm-up", "key", (DAY_US, 2 * DAY_US), 1, lambda rows: {}, tick_us=DAY_US)
+    engine = WindowEngine(spec)
+    engine.apply_many(["a", None, "a"], np.array([DAY_US, 2 * DAY_US, 0]), np.ones((3, 1), np.int64))
+    engine.advance(5 * DAY_US)
+    engine.values("a")
+    WindowEngine(spec).restore(engine.state(keep=lambda key: True))
+    engine.take_table()
