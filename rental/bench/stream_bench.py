@@ -159,6 +159,8 @@ def main(
         "raw_consume_events_per_s": round(raw),
         "ratio_to_raw": round(total / stats["busy_s"] / raw, 3),
         "stage_events_per_s": stats["stage_events_per_s"],
+        "stage_cpu_s": stats["cpu_s"],
+        "stage_checkpoint_cpu_s": stats["checkpoint_cpu_s"],
         "freshness_p50_ms": round(float(np.percentile(latencies, 50)), 1),
         "freshness_p99_ms": round(float(np.percentile(latencies, 99)), 1),
         "freshness_probes": len(latencies),

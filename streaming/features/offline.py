@@ -73,10 +73,15 @@ def write_rows(settings: Settings, view: str, rows: list[dict] | pd.DataFrame | 
         return []
     table = to_table(view, rows)
     day = table["event_timestamp"].cast(pa.int64()).to_numpy() // 86_400_000_000
-    days, inverse = np.unique(day, return_inverse=True)
+    days, starts = np.unique(day, return_index=True)
+    if len(days) > 1:  # one reorder by day (rows keep their order within a day), then slices
+        order = np.argsort(day, kind="stable")
+        table, day = table.take(order), day[order]
+        starts = np.searchsorted(day, days)
+    ends = np.append(starts[1:], len(day))
     written = []
-    for i, d in enumerate(days):
-        part = table.take(np.flatnonzero(inverse == i)) if len(days) > 1 else table
+    for d, start, end in zip(days, starts, ends, strict=True):
+        part = table.slice(start, end - start)
         stamp = pd.Timestamp(int(d) * 86_400, unit="s").strftime("%Y-%m-%d")
         target = view_dir(settings, view) / f"date={stamp}" / f"{tag}-{uuid.uuid4().hex[:12]}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)

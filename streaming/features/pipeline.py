@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
+import mmh3
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -41,8 +41,9 @@ class Catalogue:
 
 
 def _event_key(event_id: str) -> int:
-    """A compact, process-independent key for de-duplication (Python's str hash is salted)."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
+    """A compact, process-independent key for de-duplication (Python's str hash is salted):
+    64 bits of murmur3, a fifth of blake2b's cost."""
+    return mmh3.hash64(event_id)[0]
 
 
 VIEWS = ("item_popularity", "category_season", "customer_history")

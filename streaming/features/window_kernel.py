@@ -6,10 +6,13 @@ row per window later), more than Kafka's client costs to deliver it. The rules a
 
 - entities are integers (``windows.WindowEngine`` maps keys to them); per entity ``ent`` holds
   [newest node, oldest node, last row time, next tick time, last booking time, first event
-  time], ``heads[e, w]`` the oldest node inside window w (-1: none) and ``sums[e, w, m]``;
+  time, the node last inserted], ``heads[e, w]`` the oldest node inside window w (-1: none)
+  and ``sums[e, w, m]``;
 - events still inside the longest window are nodes of a per-entity linked list in time order
   (``node_time``, ``node_meas``, ``node_next``, ``node_prev``); a node that leaves the longest
-  window goes back to a free list threaded through ``node_next``;
+  window goes back to a free list threaded through ``node_next``. A late event is linked in by
+  walking from the entity's last insert (its "finger"): partitions interleave in runs, so the
+  next late event lands next to the previous one, not a year of nodes back from the newest;
 - timers are a binary heap ordered by (time, kind, entity): expiries before ticks at the
   same instant, as in the Python engine;
 - rows go to preallocated output arrays; when they are full the kernel returns early and
@@ -25,7 +28,8 @@ import numpy as np
 from numba import njit
 
 CLOCK, LATE, HEAP, FREE, USED, OUT = range(6)
-TAIL, OLDEST, LAST_ROW, NEXT_TICK, LAST_EVENT, FIRST_EVENT = range(6)
+TAIL, OLDEST, LAST_ROW, NEXT_TICK, LAST_EVENT, FIRST_EVENT, FINGER = range(7)
+ENTITY_FIELDS = 7
 EXPIRY, TICK = 0, 1
 NONE = -1
 
@@ -107,6 +111,8 @@ def _expire(scalars, windows, ent, heads, sums, node_time, node_meas, node_next,
     # Nodes before the longest window's head have left every window: free them.
     keep = heads[e, windows.shape[0] - 1]
     node = ent[e, OLDEST]
+    if node != keep:
+        ent[e, FINGER] = NONE  # it may be among the nodes freed
     while node != keep:
         following = node_next[node]
         node_next[node] = scalars[FREE]
@@ -140,10 +146,16 @@ def _insert(scalars, windows, tick, ent, heads, sums, node_time, node_meas, node
             scalars[USED] = node + 1
         node_time[node] = t
         node_meas[node] = meas
-        # Link it in time order (ties after): nearly always at the end.
+        # Link it in time order (ties after): after the last node at or before t. Nearly
+        # always the newest; otherwise near the previous insert.
         after = ent[e, TAIL]
+        if after != NONE and node_time[after] > t and ent[e, FINGER] != NONE:
+            after = ent[e, FINGER]
+            while node_next[after] != NONE and node_time[node_next[after]] <= t:
+                after = node_next[after]
         while after != NONE and node_time[after] > t:
             after = node_prev[after]
+        ent[e, FINGER] = node
         node_prev[node] = after
         if after == NONE:
             node_next[node] = ent[e, OLDEST]
@@ -245,6 +257,7 @@ def compact_nodes(keep, ent, heads, node_time, node_meas, node_next):
     new_next = np.full(total, NONE, np.int64)
     new_prev = np.full(total, NONE, np.int64)
     new_ent = ent[keep].copy()
+    new_ent[:, FINGER] = NONE
     new_heads = np.full((keep.shape[0], heads.shape[1]), NONE, np.int64)
     n = 0
     for k in range(keep.shape[0]):

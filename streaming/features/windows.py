@@ -25,7 +25,6 @@ removals, and the consumer and the backfill agree to the last digit.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
@@ -94,7 +93,7 @@ class WindowEngine:
         self._keys: list[Hashable] = []
         self._index: dict[Hashable, int] = {}
         self._keys_np, self._keys_filled = np.empty(0, dtype=object), 0
-        self._ent = np.full((0, 6), -1, np.int64)
+        self._ent = np.full((0, k.ENTITY_FIELDS), -1, np.int64)
         self._heads = np.full((0, w), k.NONE, np.int64)
         self._sums = np.zeros((0, w, m), np.int64)
         self._node_time = np.zeros(0, np.int64)
@@ -188,11 +187,21 @@ class WindowEngine:
         return pa.table({self.spec.key: keys, "event_timestamp": rows.at_us, **self.spec.columns(rows)}).to_pylist()[0]
 
     def state(self, keep: Callable[[Hashable], bool] | None = None) -> dict:
-        """Everything needed to resume (picklable arrays); ``keep`` selects a subset of entities."""
+        """Everything needed to resume (picklable arrays); ``keep`` selects a subset of entities.
+
+        Without ``keep`` the state holds views of the live arrays, not copies: a checkpoint
+        pickles it at once or in a forked child, which sees them as they were at the fork."""
         if keep is None:
-            kept = np.arange(len(self._keys), dtype=np.int64)
-        else:
-            kept = np.array([e for e, key in enumerate(self._keys) if keep(key)], dtype=np.int64)
+            used, n_heap = int(self._scalars[k.USED]), int(self._scalars[k.HEAP])
+            entities = len(self._keys)
+            return {
+                "format": STATE_FORMAT, "clock_us": self.clock_us, "late": self.late, "entities": self._keys,
+                "ent": self._ent[:entities], "heads": self._heads[:entities], "sums": self._sums[:entities],
+                "nodes": (self._node_time[:used], self._node_meas[:used], self._node_next[:used], self._node_prev[:used]),
+                "free": int(self._scalars[k.FREE]),
+                "timers": tuple(a[:n_heap] for a in self._heap),
+            }  # fmt: skip
+        kept = np.array([e for e, key in enumerate(self._keys) if keep(key)], dtype=np.int64)
         ent = self._ent[: len(self._keys)]
         time, meas, nxt, prev, new_ent, heads = k.compact_nodes(kept, ent, self._heads, self._node_time,
                                                                 self._node_meas, self._node_next)  # fmt: skip
@@ -210,6 +219,7 @@ class WindowEngine:
             "entities": [self._keys[e] for e in kept],
             "ent": new_ent, "heads": heads, "sums": self._sums[kept],
             "nodes": (time, meas, nxt, prev),
+            "free": k.NONE,
             "timers": (ht[order], hk[order], he[order]),
         }  # fmt: skip
 
@@ -226,7 +236,7 @@ class WindowEngine:
         self._node_time, self._node_meas, self._node_next, self._node_prev = (a.copy() for a in state["nodes"])
         self._heap = tuple(a.copy() for a in state["timers"])
         n_nodes, n_heap = len(self._node_time), len(self._heap[0])
-        self._scalars = np.array([state["clock_us"], state["late"], n_heap, k.NONE, n_nodes, 0], dtype=np.int64)
+        self._scalars = np.array([state["clock_us"], state["late"], n_heap, state["free"], n_nodes, 0], dtype=np.int64)
         self._taken = []
 
     # -- internals ----------------------------------------------------------------------------
@@ -275,39 +285,48 @@ class WindowEngine:
 
 
 class Deduplicator:
-    """Remembers event ids for a horizon, so a redelivery or a replay counts nothing twice."""
+    """Remembers event ids for a horizon, so a redelivery or a replay counts nothing twice.
+
+    Ids are integers (``pipeline._event_key``) kept in a dict in insertion order, which is
+    nearly time order: forgetting walks from its start. A checkpoint saves them as two arrays,
+    which pickle in a memory copy where a dict of a few hundred thousand ints took ~0.1 s."""
 
     def __init__(self, horizon_us: int):
         self.horizon_us = horizon_us
-        self._expiry: dict[Hashable, int] = {}
-        self._order: deque[tuple[int, Hashable]] = deque()
+        self._expiry: dict[int, int] = {}
         self.duplicates = 0
 
-    def first_time(self, event_id: Hashable, time_us: int) -> bool:
+    def first_time(self, event_id: int, time_us: int) -> bool:
         if event_id in self._expiry:
             self.duplicates += 1
             return False
-        forget_at = time_us + self.horizon_us
-        self._expiry[event_id] = forget_at
-        self._order.append((forget_at, event_id))
+        self._expiry[event_id] = time_us + self.horizon_us
         return True
 
     def forget_before(self, now_us: int) -> None:
-        """Drop ids whose events are older than the horizon (insertion order is nearly time order)."""
-        order, expiry = self._order, self._expiry
-        while order and order[0][0] < now_us:
-            _, event_id = order.popleft()
-            if expiry.get(event_id, now_us) < now_us:
-                del expiry[event_id]
+        """Drop ids whose events are older than the horizon."""
+        expiry, old = self._expiry, []
+        for event_id, forget_at in expiry.items():
+            if forget_at >= now_us:
+                break
+            old.append(event_id)
+        for event_id in old:
+            del expiry[event_id]
 
     def __len__(self) -> int:
         return len(self._expiry)
 
     def state(self) -> dict:
-        return {"expiry": self._expiry, "order": self._order, "duplicates": self.duplicates}
+        n = len(self._expiry)
+        return {
+            "ids": np.fromiter(self._expiry.keys(), np.int64, n),
+            "forget_at": np.fromiter(self._expiry.values(), np.int64, n),
+            "duplicates": self.duplicates,
+        }
 
     def restore(self, state: dict) -> None:
-        self._expiry, self._order, self.duplicates = state["expiry"], state["order"], state["duplicates"]
+        self._expiry = dict(zip(state["ids"].tolist(), state["forget_at"].tolist(), strict=True))
+        self.duplicates = state["duplicates"]
 
 
 def warm_up() -> None:

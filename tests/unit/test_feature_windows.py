@@ -128,11 +128,11 @@ def test_final_values_do_not_depend_on_arrival_order(seed):
 
 def test_deduplicator_forgets_after_its_horizon():
     dedup = Deduplicator(horizon_us=10)
-    assert dedup.first_time("e1", 0)
-    assert not dedup.first_time("e1", 5)
+    assert dedup.first_time(1, 0)
+    assert not dedup.first_time(1, 5)
     assert dedup.duplicates == 1
     dedup.forget_before(11)
-    assert len(dedup) == 0 and dedup.first_time("e1", 12)
+    assert len(dedup) == 0 and dedup.first_time(1, 12)
 
 
 def _pipeline():
@@ -227,3 +227,23 @@ def test_a_state_can_be_split_by_entity():
     state = p.state(keep=lambda key: key in ("i1", "c1", "dress"))
     assert set(state["engines"]["item_popularity"]["entities"]) == {"i1"}
     assert set(state["engines"]["customer_history"]["entities"]) == {"c1"}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_late_events_within_an_entity_are_linked_in_time_order(seed):
+    """Runs of late events, as partitions interleave: each value, once the clock has passed
+    every event, is the brute-force count, and later values decay exactly."""
+    rnd = random.Random(seed)
+    events = [(rnd.choice("ab"), rnd.randrange(0, 200 * DAY_US), (1, rnd.randrange(100))) for _ in range(600)]
+    runs = [sorted(events[i : i + 40], key=lambda e: e[1]) for i in range(0, len(events), 40)]
+    engine = _engine()
+    for run in runs:  # each run in order, the runs in any order: many events land far back
+        for key, t, measures in run:
+            engine.apply(key, t, measures)
+    for t in (200 * DAY_US, 210 * DAY_US, 225 * DAY_US, 231 * DAY_US):
+        engine.advance(t)
+        for key in "ab":
+            value = engine.values(key)
+            assert value["week"] == _brute(events, key, t, WEEK)
+            assert value["month"] == _brute(events, key, t, MONTH)
+    assert engine.late > 0
