@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from streaming.features.windows import DAY_US, Rows, Spec
@@ -53,12 +52,9 @@ def _time_or_null(us: np.ndarray) -> pa.Array:
 def item_popularity_spec(units: Mapping[str, int]) -> Spec:
     """Bookings, revenue and cancellations over 7 and 30 days, utilisation, last booking."""
 
-    known = pd.Index(list(units))
-    known_units = np.append(np.fromiter(units.values(), np.int64, len(units)), 1)  # [-1]: an unknown item, 1 unit
-
     def columns(rows: Rows) -> dict:
         week, month = rows.sums[:, 0], rows.sums[:, 1]
-        item_units = known_units[known.get_indexer(rows.keys)]
+        item_units = rows.attribute  # the item's units (1 if unknown)
         return {
             "bookings_7d": week[:, 0],
             "bookings_30d": month[:, 0],
@@ -70,7 +66,8 @@ def item_popularity_spec(units: Mapping[str, int]) -> Spec:
             "last_booking_at": _time_or_null(rows.last_event_us),
         }
 
-    return Spec("item_popularity", "item_id", ITEM_WINDOWS_US, ITEM_MEASURES, columns)
+    return Spec("item_popularity", "item_id", ITEM_WINDOWS_US, ITEM_MEASURES, columns,
+                attribute=lambda item_id: units.get(item_id, 1))  # fmt: skip
 
 
 def category_season_spec() -> Spec:

@@ -45,6 +45,7 @@ class Rows:
     sums per window and measure, the entity's latest booking and its first event (-1: none)."""
 
     keys: np.ndarray  # object
+    attribute: np.ndarray  # int64: the spec's ``attribute`` of each row's entity (0 without one)
     at_us: np.ndarray  # int64
     sums: np.ndarray  # int64 [rows, windows, measures]
     last_event_us: np.ndarray
@@ -66,6 +67,8 @@ class Spec:
     # events in its longest window: for values that change with the calendar, not only with
     # events (a long-run level over the history seen so far).
     tick_us: int | None = None
+    # A fixed integer per entity that columns need (an item's units), looked up once per entity.
+    attribute: Callable[[Hashable], int] | None = None
 
     def __post_init__(self):
         if list(self.windows_us) != sorted(self.windows_us):
@@ -92,7 +95,7 @@ class WindowEngine:
         self._scalars = np.array([-1, 0, 0, k.NONE, 0, 0], dtype=np.int64)
         self._keys: list[Hashable] = []
         self._index: dict[Hashable, int] = {}
-        self._keys_np, self._keys_filled = np.empty(0, dtype=object), 0
+        self._keys_np, self._attributes, self._keys_filled = np.empty(0, dtype=object), np.zeros(0, np.int64), 0
         self._ent = np.full((0, k.ENTITY_FIELDS), -1, np.int64)
         self._heads = np.full((0, w), k.NONE, np.int64)
         self._sums = np.zeros((0, w, m), np.int64)
@@ -165,7 +168,8 @@ class WindowEngine:
         else:
             ent, at, last, first = (np.zeros(0, np.int64) for _ in range(4))
             sums = np.zeros((0, w, m), np.int64)
-        rows = Rows(self._key_array()[ent], at, sums, last, first)
+        keys, attributes = self._entity_columns()
+        rows = Rows(keys[ent], attributes[ent], at, sums, last, first)
         return pa.table({self.spec.key: rows.keys, "event_timestamp": at, **self.spec.columns(rows)})
 
     def take_rows(self) -> list[dict]:
@@ -179,12 +183,13 @@ class WindowEngine:
             return None
         s = self._kernel_state()
         k.expire_now(s[0], s[1], s[3], s[4], s[5], s[6], s[7], s[8], s[9], e)
-        keys = np.empty(1, dtype=object)
-        keys[0] = key
+        keys, attributes = self._entity_columns()
         ent = self._ent[e]
-        rows = Rows(keys, np.array([self.clock_us]), self._sums[e : e + 1].copy(),
+        rows = Rows(keys[e : e + 1], attributes[e : e + 1], np.array([self.clock_us]), self._sums[e : e + 1].copy(),
                     ent[k.LAST_EVENT : k.LAST_EVENT + 1].copy(), ent[k.FIRST_EVENT : k.FIRST_EVENT + 1].copy())  # fmt: skip
-        return pa.table({self.spec.key: keys, "event_timestamp": rows.at_us, **self.spec.columns(rows)}).to_pylist()[0]
+        return pa.table(
+            {self.spec.key: rows.keys, "event_timestamp": rows.at_us, **self.spec.columns(rows)}
+        ).to_pylist()[0]
 
     def state(self, keep: Callable[[Hashable], bool] | None = None) -> dict:
         """Everything needed to resume (picklable arrays); ``keep`` selects a subset of entities.
@@ -231,7 +236,7 @@ class WindowEngine:
             )
         self._keys = list(state["entities"])
         self._index = {key: e for e, key in enumerate(self._keys)}
-        self._keys_np, self._keys_filled = np.empty(0, dtype=object), 0
+        self._keys_np, self._attributes, self._keys_filled = np.empty(0, dtype=object), np.zeros(0, np.int64), 0
         self._ent, self._heads, self._sums = state["ent"].copy(), state["heads"].copy(), state["sums"].copy()
         self._node_time, self._node_meas, self._node_next, self._node_prev = (a.copy() for a in state["nodes"])
         self._heap = tuple(a.copy() for a in state["timers"])
@@ -265,17 +270,22 @@ class WindowEngine:
             size = max(timers, 2 * len(self._heap[0]), 4096)
             self._heap = tuple(_grown(a, size, 0) for a in self._heap)
 
-    def _key_array(self) -> np.ndarray:
-        """The keys as an object array indexed by entity (grown, not rebuilt, as keys arrive)."""
-        known, array = len(self._keys), self._keys_np
-        if known > len(array):
-            grown = np.empty(max(known, 2 * len(array), 1024), dtype=object)
-            grown[: len(array)] = array
-            array = self._keys_np = grown
-        if known > self._keys_filled:
-            array[self._keys_filled : known] = self._keys[self._keys_filled :]
+    def _entity_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each entity's key (object) and the spec's attribute of it, indexed by entity: grown,
+        not rebuilt, as keys arrive."""
+        known, filled = len(self._keys), self._keys_filled
+        if known > len(self._keys_np):
+            size = max(known, 2 * len(self._keys_np), 1024)
+            keys, attributes = np.empty(size, dtype=object), np.zeros(size, np.int64)
+            keys[:filled], attributes[:filled] = self._keys_np[:filled], self._attributes[:filled]
+            self._keys_np, self._attributes = keys, attributes
+        if known > filled:
+            new = self._keys[filled:]
+            self._keys_np[filled:known] = new
+            if self.spec.attribute is not None:
+                self._attributes[filled:known] = [self.spec.attribute(key) for key in new]
             self._keys_filled = known
-        return array
+        return self._keys_np, self._attributes
 
     def _drain(self) -> None:
         n = int(self._scalars[k.OUT])
