@@ -76,47 +76,46 @@ class FeaturePipeline:
 
     def process_many(self, events: list[tuple]) -> list[int]:
         """Apply events in order, each a tuple of ``process``'s arguments; return a status per
-        event: APPLIED, DUPLICATE (seen before) or UNKNOWN_ITEM (nothing applied)."""
-        category_of, retail = self.catalogue.category, self.catalogue.retail
-        first_time = self.dedup.first_time
-        status = []
-        items, categories, customers, times, item_m, customer_m = [], [], [], [], [], []
-        for kind, event_id, item_id, customer_id, time_us, price_pence, rental_days in events:
-            category = category_of.get(item_id)
-            if category is None:
+        event: APPLIED, DUPLICATE (seen before) or UNKNOWN_ITEM (nothing applied).
+
+        Only the checks run per event in Python; the measures of the applied events are built
+        as columns, and only for the views this pipeline has."""
+        category_of, first_time = self.catalogue.category, self.dedup.first_time
+        status, applied = [], []
+        for event in events:
+            kind, event_id, item_id = event[0], event[1], event[2]
+            if item_id not in category_of:
                 status.append(UNKNOWN_ITEM)
-                continue
-            if kind == CREATED:
-                item_m.append((1, price_pence * rental_days, price_pence, rental_days, 0))
-                customer_m.append((1, price_pence, retail[item_id], 0))
-            elif kind == CANCELLED:
-                item_m.append((0, 0, 0, 0, 1))
-                customer_m.append((0, 0, 0, 1))
-                category = None  # cancellations are not demand, but they move the clock
-            else:
+            elif kind != CREATED and kind != CANCELLED:
                 raise ValueError(f"unknown event kind {kind!r}")
-            if not first_time(_event_key(event_id), time_us):
-                item_m.pop(), customer_m.pop()
+            elif first_time(_event_key(event_id), event[4]):
+                status.append(APPLIED)
+                applied.append(event)
+            else:
                 status.append(DUPLICATE)
-                continue
-            status.append(APPLIED)
-            items.append(item_id)
-            categories.append(category)
-            customers.append(customer_id)
-            times.append(time_us)
-        if times:
-            at = np.array(times, np.int64)
-            if self._item:
-                self._item.apply_many(items, at, np.array(item_m, np.int64))
-            if self._category:
-                self._category.apply_many(categories, at, np.ones((len(at), 1), np.int64))
-            if self._customer:
-                self._customer.apply_many(customers, at, np.array(customer_m, np.int64))
-            before = self.events
-            self.events += len(times)
-            if self.events // 4096 != before // 4096:
-                self.dedup.forget_before(times[-1])
+        if applied:
+            self._apply(applied)
         return status
+
+    def _apply(self, events: list[tuple]) -> None:
+        kinds, _, items, customers, times, prices, days = zip(*events, strict=True)
+        at = np.array(times, np.int64)
+        created = np.array(kinds, dtype=object) == CREATED
+        booked, cancelled = created.astype(np.int64), (~created).astype(np.int64)
+        prices, days = np.array(prices, np.int64) * booked, np.array(days, np.int64) * booked  # a cancellation: 0
+        if self._item:
+            self._item.apply_many(items, at, np.column_stack([booked, prices * days, prices, days, cancelled]))
+        if self._category:  # cancellations are not demand, but they move the clock (a None key)
+            category_of = self.catalogue.category
+            keys = [category_of[item] if c else None for item, c in zip(items, created.tolist(), strict=True)]
+            self._category.apply_many(keys, at, np.ones((len(at), 1), np.int64))
+        if self._customer:
+            retail = np.fromiter(map(self.catalogue.retail.__getitem__, items), np.int64, len(items))
+            self._customer.apply_many(customers, at, np.column_stack([booked, prices, retail * booked, cancelled]))
+        before = self.events
+        self.events += len(events)
+        if self.events // 4096 != before // 4096:
+            self.dedup.forget_before(times[-1])
 
     def advance(self, to_us: int) -> None:
         """Move every clock on, so windows decay even without events."""
