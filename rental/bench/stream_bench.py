@@ -17,7 +17,6 @@ Prints ONE JSON line on stdout; progress goes to stderr.
 from __future__ import annotations
 
 import json
-import resource
 import tempfile
 import threading
 import time
@@ -141,7 +140,10 @@ def main(
     if consumer.wait(timeout=3600) != 0:
         raise RuntimeError(f"the consumer failed:\n{world.logs()[-3000:]}")
     stats = json.loads(stats_file.read_text())
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # The largest process of the consumer, as each measured itself. (This process's
+    # RUSAGE_CHILDREN would report its own size: a child forked from it counts the parent's
+    # pages until it execs.)
+    peak_rss_mb = max(*stats["peak_rss_mb"].values(), stats["supervisor_peak_rss_mb"])
 
     stderr.print(f"freshness at {rate:,.0f} events/s for {seconds:.0f} s ...")
     live_consumer = world.consumer()
@@ -165,6 +167,7 @@ def main(
         "freshness_p99_ms": round(float(np.percentile(latencies, 99)), 1),
         "freshness_probes": len(latencies),
         "peak_rss_mb": round(peak_rss_mb),
+        "stage_peak_rss_mb": {name: round(mb) for name, mb in stats["peak_rss_mb"].items()},
         "events": total,
         "items": items,
         "stages": "items,customers,categories (one process each)",

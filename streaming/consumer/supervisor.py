@@ -195,7 +195,8 @@ def supervise(settings: Settings, names: list[str], max_seconds: float | None, u
     if stats_json:
         usage = resource.getrusage(resource.RUSAGE_SELF)  # loading Feast once, then watching lag
         supervisor_cpu_s = round(usage.ru_utime + usage.ru_stime, 1)
-        stats_json.write_text(json.dumps(_merge(stats_dir, names, drained_at) | {"supervisor_cpu_s": supervisor_cpu_s}))
+        supervisor = {"supervisor_cpu_s": supervisor_cpu_s, "supervisor_peak_rss_mb": usage.ru_maxrss / 1024}
+        stats_json.write_text(json.dumps(_merge(stats_dir, names, drained_at) | supervisor))
     return code
 
 
