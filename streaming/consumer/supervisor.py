@@ -195,9 +195,21 @@ def supervise(settings: Settings, names: list[str], max_seconds: float | None, u
     if stats_json:
         usage = resource.getrusage(resource.RUSAGE_SELF)  # loading Feast once, then watching lag
         supervisor_cpu_s = round(usage.ru_utime + usage.ru_stime, 1)
-        supervisor = {"supervisor_cpu_s": supervisor_cpu_s, "supervisor_peak_rss_mb": usage.ru_maxrss / 1024}
+        supervisor = {"supervisor_cpu_s": supervisor_cpu_s, "supervisor_peak_rss_mb": _peak_rss_mb(usage)}
         stats_json.write_text(json.dumps(_merge(stats_dir, names, drained_at) | supervisor))
     return code
+
+
+def _peak_rss_mb(usage) -> float:
+    """This process's own peak. ru_maxrss survives exec, so a process started from a large parent
+    would report the parent's size; Linux's VmHWM belongs to the new image."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return usage.ru_maxrss / 1024
 
 
 def _merge(stats_dir: Path, names: list[str], drained_at: float | None) -> dict:
