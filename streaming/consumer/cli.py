@@ -18,6 +18,7 @@ from rental.settings import Settings, get_settings
 from streaming.consumer.dead_letters import DeadLetters
 from streaming.consumer.runner import StageRunner
 from streaming.consumer.stages import stages as all_stages
+from streaming.consumer.usage import cpu_s, peak_rss_mb
 from streaming.features.pipeline import Catalogue
 from streaming.tables import ITEMS, history_paths, read_table, validate
 
@@ -156,23 +157,18 @@ def run_one(settings: Settings, name: str, max_seconds: float | None, until_idle
             "events": {runner.stage.name: runner.counters.events},
             "duplicates": runner.counters.duplicates,
             "dead_letters": letters.count,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_rss_mb(),
             # CPU of the stage, and of its checkpoint writers (forked children).
-            "cpu_s": _cpu_s(resource.RUSAGE_SELF),
-            "checkpoint_cpu_s": _cpu_s(resource.RUSAGE_CHILDREN),
+            "cpu_s": cpu_s(),
+            "checkpoint_cpu_s": cpu_s(resource.RUSAGE_CHILDREN),
         }
         stats_json.write_text(json.dumps(stats))
     console.print(f"{name}: processed {runner.counters.events:,} events; {letters.count:,} sent to the DLQ"
                   + (f" ({letters.reasons})" if letters.count else ""))  # fmt: skip
 
 
-def _cpu_s(who: int) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
 def preload() -> None:
-    """Import and load everything a stage runs (Feast alone is ~7 s of CPU), so stages forked
+    """Import and load everything a stage runs (Feast alone is ~7 to 10 s of CPU), so stages forked
     from this process start at once, share those pages, and spend no CPU on it while another
     stage is already consuming."""
     global _preloaded

@@ -223,7 +223,8 @@ class StageRunner:
 
     def _write_rows(self) -> None:
         view = self.stage.view
-        tables = [t for part in self.parts.values() if (t := part.pipeline.take_tables()[view]).num_rows]
+        engines = [part.pipeline.engines[view] for part in self.parts.values()]
+        tables = [engine.take_table() for engine in engines if engine.pending]  # most partitions: none
         if tables:
             rows = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
             self.counters.rows_online += self.writer.write(view, rows)

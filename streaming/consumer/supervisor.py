@@ -1,7 +1,8 @@
 """Runs several consumer stages, one process each, and stops them together.
 
 The supervisor never touches events: it loads what a stage needs once, forks one process per
-stage (each runs as ``rental stream features --stages <one>`` would), forwards SIGTERM/Ctrl-C, stops everything if a stage fails, and, for ``--until-idle``,
+stage (each runs as ``rental stream features --stages <one>`` would), forwards SIGTERM/Ctrl-C,
+stops everything if a stage fails, and, for ``--until-idle``,
 watches each stage's consumer group lag in Kafka (committed offsets against end offsets):
 once every group has caught up and stayed so, it stops the stages, which checkpoint and exit.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -27,6 +27,7 @@ from rich.table import Table
 
 from rental.settings import Settings
 from streaming.consumer.stages import stages as all_stages
+from streaming.consumer.usage import cpu_s, peak_rss_mb
 
 console = Console(stderr=True)
 
@@ -193,23 +194,10 @@ def supervise(settings: Settings, names: list[str], max_seconds: float | None, u
             live.update(_table(lags, procs, started))
             live.stop()
     if stats_json:
-        usage = resource.getrusage(resource.RUSAGE_SELF)  # loading Feast once, then watching lag
-        supervisor_cpu_s = round(usage.ru_utime + usage.ru_stime, 1)
-        supervisor = {"supervisor_cpu_s": supervisor_cpu_s, "supervisor_peak_rss_mb": _peak_rss_mb(usage)}
+        # Loading Feast once, then watching lag.
+        supervisor = {"supervisor_cpu_s": round(cpu_s(), 1), "supervisor_peak_rss_mb": peak_rss_mb()}
         stats_json.write_text(json.dumps(_merge(stats_dir, names, drained_at) | supervisor))
     return code
-
-
-def _peak_rss_mb(usage) -> float:
-    """This process's own peak. ru_maxrss survives exec, so a process started from a large parent
-    would report the parent's size; Linux's VmHWM belongs to the new image."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return usage.ru_maxrss / 1024
 
 
 def _merge(stats_dir: Path, names: list[str], drained_at: float | None) -> dict:

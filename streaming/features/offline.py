@@ -73,11 +73,10 @@ def write_rows(settings: Settings, view: str, rows: list[dict] | pd.DataFrame | 
         return []
     table = to_table(view, rows)
     day = table["event_timestamp"].cast(pa.int64()).to_numpy() // 86_400_000_000
-    days, starts = np.unique(day, return_index=True)
-    if len(days) > 1:  # one reorder by day (rows keep their order within a day), then slices
+    if (day[1:] < day[:-1]).any():  # one reorder by day (rows keep their order within a day), then slices
         order = np.argsort(day, kind="stable")
         table, day = table.take(order), day[order]
-        starts = np.searchsorted(day, days)
+    days, starts = np.unique(day, return_index=True)
     ends = np.append(starts[1:], len(day))
     written = []
     for d, start, end in zip(days, starts, ends, strict=True):

@@ -19,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from redis import Redis
 
 from rental.settings import Settings
-from streaming.features.proto_columns import CODES, column_values, encode_rows
+from streaming.features.proto_columns import CODES, column_matrix, encode_rows
 from streaming.features.redis_layout import EntityKeys, view_fields
 
 # KEYS: the entity keys. ARGV: the number of fields F, the F field names, every key's F values
@@ -105,12 +105,10 @@ class OnlineWriter:
         previous = np.fromiter(map(stamped.__getitem__, keys), np.int64, len(keys))
         at_us = np.maximum(latest_rows["event_timestamp"].to_numpy(), previous + 1)
         stamped.update(zip(keys, at_us.tolist(), strict=True))
-        encoded = [column_values(latest_rows[name], code) for name, code in zip(features, codes, strict=True)]
-        values = np.column_stack([v for v, _ in encoded]) if encoded else np.zeros((len(keys), 0), np.int64)
-        nulls = np.column_stack([n for _, n in encoded]) if encoded else np.zeros((len(keys), 0), bool)
-        width = len(names)
+        values, nulls = column_matrix([latest_rows[name] for name in features], codes, len(keys))
+        width, code_array = len(names), np.array(codes, np.int64)
         for start in range(0, len(keys), WRITE_CHUNK):
             part = slice(start, start + WRITE_CHUNK)
-            blob, ends = encode_rows(at_us[part], values[part], nulls[part], np.array(codes[:], np.int64))
+            blob, ends = encode_rows(at_us[part], values[part], nulls[part], code_array)
             self._hset_blob(keys=keys[part], args=[width, *names, blob.tobytes(), ends.tobytes()])
         return len(keys)

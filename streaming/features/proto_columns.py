@@ -86,6 +86,14 @@ def encode_rows(at_us, values, nulls, codes):
     return buf[:pos], ends
 
 
+def column_matrix(columns: list, codes: list[int], rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Arrow columns as ``encode_rows``'s (values, nulls) matrices, a column of each per column."""
+    encoded = [column_values(column, code) for column, code in zip(columns, codes, strict=True)]
+    if not encoded:
+        return np.zeros((rows, 0), np.int64), np.zeros((rows, 0), bool)
+    return np.column_stack([v for v, _ in encoded]), np.column_stack([n for _, n in encoded])
+
+
 def column_values(column, code: int) -> tuple[np.ndarray, np.ndarray]:
     """An Arrow column as (int64 values for ``encode_rows``, null mask)."""
     nulls = column.is_null().to_numpy(zero_copy_only=False)

@@ -43,6 +43,13 @@ def _before(ht, hk, he, a, b):
     return he[a] < he[b]
 
 
+@njit(cache=True, inline="always")
+def _swap(ht, hk, he, a, b):
+    ht[a], ht[b] = ht[b], ht[a]
+    hk[a], hk[b] = hk[b], hk[a]
+    he[a], he[b] = he[b], he[a]
+
+
 @njit(cache=True)
 def _push(scalars, ht, hk, he, at, kind, entity):
     i = scalars[HEAP]
@@ -51,9 +58,7 @@ def _push(scalars, ht, hk, he, at, kind, entity):
     while i > 0:
         parent = (i - 1) >> 1
         if _before(ht, hk, he, i, parent):
-            ht[i], ht[parent] = ht[parent], ht[i]
-            hk[i], hk[parent] = hk[parent], hk[i]
-            he[i], he[parent] = he[parent], he[i]
+            _swap(ht, hk, he, i, parent)
             i = parent
         else:
             break
@@ -74,9 +79,7 @@ def _pop(scalars, ht, hk, he):
         if left + 1 < n and _before(ht, hk, he, left + 1, left):
             child = left + 1
         if _before(ht, hk, he, child, i):
-            ht[i], ht[child] = ht[child], ht[i]
-            hk[i], hk[child] = hk[child], hk[i]
-            he[i], he[child] = he[child], he[i]
+            _swap(ht, hk, he, i, child)
             i = child
         else:
             break
@@ -237,7 +240,7 @@ def apply(scalars, windows, tick, ent, heads, sums, node_time, node_meas, node_n
 
 
 @njit(cache=True)
-def expire_now(scalars, windows, ent, heads, sums, node_time, node_meas, node_next, node_prev, e):
+def expire_now(scalars, windows, tick, ent, heads, sums, node_time, node_meas, node_next, node_prev, ht, hk, he, e):
     """Bring one entity's sums to the clock (for reading a value between timers)."""
     _expire(scalars, windows, ent, heads, sums, node_time, node_meas, node_next, node_prev, e, scalars[CLOCK])
 

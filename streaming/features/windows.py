@@ -169,8 +169,12 @@ class WindowEngine:
             ent, at, last, first = (np.zeros(0, np.int64) for _ in range(4))
             sums = np.zeros((0, w, m), np.int64)
         keys, attributes = self._entity_columns()
-        rows = Rows(keys[ent], attributes[ent], at, sums, last, first)
-        return pa.table({self.spec.key: rows.keys, "event_timestamp": at, **self.spec.columns(rows)})
+        return self._table(Rows(keys[ent], attributes[ent], at, sums, last, first))
+
+    @property
+    def pending(self) -> int:
+        """Rows written and not taken yet."""
+        return sum(len(chunk[0]) for chunk in self._taken) + int(self._scalars[k.OUT])
 
     def take_rows(self) -> list[dict]:
         """``take_table`` as dicts (times as integer microseconds): for tests and small uses."""
@@ -181,51 +185,40 @@ class WindowEngine:
         e = self._index.get(key)
         if e is None:
             return None
-        s = self._kernel_state()
-        k.expire_now(s[0], s[1], s[3], s[4], s[5], s[6], s[7], s[8], s[9], e)
+        k.expire_now(*self._kernel_state(), e)
         keys, attributes = self._entity_columns()
         ent = self._ent[e]
         rows = Rows(keys[e : e + 1], attributes[e : e + 1], np.array([self.clock_us]), self._sums[e : e + 1].copy(),
                     ent[k.LAST_EVENT : k.LAST_EVENT + 1].copy(), ent[k.FIRST_EVENT : k.FIRST_EVENT + 1].copy())  # fmt: skip
-        return pa.table(
-            {self.spec.key: rows.keys, "event_timestamp": rows.at_us, **self.spec.columns(rows)}
-        ).to_pylist()[0]
+        return self._table(rows).to_pylist()[0]
 
     def state(self, keep: Callable[[Hashable], bool] | None = None) -> dict:
         """Everything needed to resume (picklable arrays); ``keep`` selects a subset of entities.
 
         Without ``keep`` the state holds views of the live arrays, not copies: a checkpoint
         pickles it at once or in a forked child, which sees them as they were at the fork."""
+        n_heap, entities = int(self._scalars[k.HEAP]), len(self._keys)
+        timers = tuple(a[:n_heap] for a in self._heap)
         if keep is None:
-            used, n_heap = int(self._scalars[k.USED]), int(self._scalars[k.HEAP])
-            entities = len(self._keys)
-            return {
-                "format": STATE_FORMAT, "clock_us": self.clock_us, "late": self.late, "entities": self._keys,
-                "ent": self._ent[:entities], "heads": self._heads[:entities], "sums": self._sums[:entities],
-                "nodes": (self._node_time[:used], self._node_meas[:used], self._node_next[:used], self._node_prev[:used]),
-                "free": int(self._scalars[k.FREE]),
-                "timers": tuple(a[:n_heap] for a in self._heap),
-            }  # fmt: skip
-        kept = np.array([e for e, key in enumerate(self._keys) if keep(key)], dtype=np.int64)
-        ent = self._ent[: len(self._keys)]
-        time, meas, nxt, prev, new_ent, heads = k.compact_nodes(kept, ent, self._heads, self._node_time,
-                                                                self._node_meas, self._node_next)  # fmt: skip
-        renumber = np.full(len(self._keys), -1, np.int64)
-        renumber[kept] = np.arange(len(kept))
-        n_heap = int(self._scalars[k.HEAP])
-        ht, hk, he = (a[:n_heap] for a in self._heap)
-        mine = renumber[he] >= 0
-        ht, hk, he = ht[mine], hk[mine], renumber[he[mine]]
-        order = np.lexsort((he, hk, ht))  # sorted by (time, kind, entity): a valid heap
+            used = int(self._scalars[k.USED])
+            keys, free = self._keys, int(self._scalars[k.FREE])
+            ent, heads, sums = self._ent[:entities], self._heads[:entities], self._sums[:entities]
+            nodes = (self._node_time[:used], self._node_meas[:used], self._node_next[:used], self._node_prev[:used])
+        else:
+            kept = np.array([e for e, key in enumerate(self._keys) if keep(key)], dtype=np.int64)
+            keys, free, sums = [self._keys[e] for e in kept], k.NONE, self._sums[kept]
+            *nodes, ent, heads = k.compact_nodes(kept, self._ent[:entities], self._heads, self._node_time,
+                                                 self._node_meas, self._node_next)  # fmt: skip
+            renumber = np.full(entities, -1, np.int64)
+            renumber[kept] = np.arange(len(kept))
+            ht, hk, he = timers
+            mine = renumber[he] >= 0
+            ht, hk, he = ht[mine], hk[mine], renumber[he[mine]]
+            order = np.lexsort((he, hk, ht))  # sorted by (time, kind, entity): a valid heap
+            timers = (ht[order], hk[order], he[order])
         return {
-            "format": STATE_FORMAT,
-            "clock_us": self.clock_us,
-            "late": self.late,
-            "entities": [self._keys[e] for e in kept],
-            "ent": new_ent, "heads": heads, "sums": self._sums[kept],
-            "nodes": (time, meas, nxt, prev),
-            "free": k.NONE,
-            "timers": (ht[order], hk[order], he[order]),
+            "format": STATE_FORMAT, "clock_us": self.clock_us, "late": self.late, "entities": keys,
+            "ent": ent, "heads": heads, "sums": sums, "nodes": tuple(nodes), "free": free, "timers": timers,
         }  # fmt: skip
 
     def restore(self, state: dict) -> None:
@@ -245,6 +238,9 @@ class WindowEngine:
         self._taken = []
 
     # -- internals ----------------------------------------------------------------------------
+    def _table(self, rows: Rows) -> pa.Table:
+        return pa.table({self.spec.key: rows.keys, "event_timestamp": rows.at_us, **self.spec.columns(rows)})
+
     def _kernel_state(self) -> tuple:
         return (self._scalars, self._windows, self._tick, self._ent, self._heads, self._sums, self._node_time,
                 self._node_meas, self._node_next, self._node_prev, *self._heap)  # fmt: skip

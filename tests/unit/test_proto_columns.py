@@ -14,7 +14,7 @@ from streaming.features.proto_columns import (
     INT32,
     INT64,
     UNIX_SECONDS_FROM_US,
-    column_values,
+    column_matrix,
     encode_rows,
 )
 
@@ -25,10 +25,8 @@ TIMES_US = [0, 1, 999_999, 1_000_000, 1_780_000_000_123_456, 1_780_000_000_000_0
 
 def _values(at_us, columns: list[tuple[int, pa.Array]]) -> list[list[bytes]]:
     """Each row's encoded timestamp and values, split at the encoder's end offsets."""
-    encoded = [column_values(array, code) for code, array in columns]
     rows = len(at_us)
-    values = np.column_stack([v for v, _ in encoded]) if encoded else np.zeros((rows, 0), np.int64)
-    nulls = np.column_stack([n for _, n in encoded]) if encoded else np.zeros((rows, 0), bool)
+    values, nulls = column_matrix([array for _, array in columns], [code for code, _ in columns], rows)
     blob, ends = encode_rows(np.array(at_us, np.int64), values, nulls, np.array([c for c, _ in columns], np.int64))
     blob, width, out, start = blob.tobytes(), len(columns) + 1, [], 0
     for r in range(rows):
