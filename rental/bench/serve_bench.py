@@ -140,7 +140,10 @@ def _rss_mb(pid: int) -> float:
 
 
 def main(
-    seconds: float = typer.Option(60.0, help="Steady-rate seconds per protocol (in rounds of 2 s): 6,000 requests each, so p99 rests on 60 of them."),
+    seconds: float = typer.Option(
+        60.0,
+        help="Steady-rate seconds per protocol (in rounds of 2 s): 6,000 requests each, so p99 rests on 60 of them.",
+    ),
     clients: int = typer.Option(8, help="Concurrent keep-alive clients for the throughput phase."),
     batches: int = typer.Option(100, help="Batches of 100 items."),
 ) -> None:
