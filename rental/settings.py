@@ -71,7 +71,10 @@ class Settings(BaseSettings):
 
     # The feature consumer.
     consumer_group_prefix: str = "features"
-    stream_max_poll_records: int = 5_000
+    # Records a poll may return. While catching up, bigger polls mean fewer, larger Redis writes
+    # (an entity booked twice in one poll is written once) and forwarded batches: 5,000 -> 50,000
+    # took the three stages from about 12k to 18k events/s. A live stream's polls stay small.
+    stream_max_poll_records: int = Field(default=50_000, ge=1)
     stream_poll_timeout_ms: int = 100
     checkpoint_every_s: float = Field(default=10.0, gt=0, description="state saved and offsets committed")
     stream_now: datetime | None = Field(

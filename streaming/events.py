@@ -96,7 +96,7 @@ def decode(payload: bytes | str) -> BookingCreated | BookingCancelled:
     version = raw.get("schema_version")
     if version is None:
         raise EventError("schema_version: field required")
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
+    if isinstance(version, list | dict) or version not in SUPPORTED_SCHEMA_VERSIONS:  # a list is unhashable
         raise EventError(
             f"schema_version: unsupported version {version!r} (supported: {sorted(SUPPORTED_SCHEMA_VERSIONS)})"
         )

@@ -32,6 +32,7 @@ from rich.console import Console
 
 from rental.bench.sandbox import make_world
 from rental.settings import get_settings
+from streaming.consumer.runner import fetch_options
 from streaming.events import BookingCreated, encode
 from streaming.features.store import feature_store
 from streaming.producer import make_producer, send_events, stream_live
@@ -46,9 +47,14 @@ N_PROBES = 20
 
 
 def _raw_consume_rate(settings, total: int) -> float:
-    consumer = KafkaConsumer(settings.topic_bookings, bootstrap_servers=settings.bootstrap_servers,
-                             group_id=f"raw-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
-                             enable_auto_commit=False, max_poll_records=5_000)  # fmt: skip
+    consumer = KafkaConsumer(
+        settings.topic_bookings,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"raw-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **fetch_options(settings),
+    )  # the stages' own fetch sizes
     seen, started = 0, None
     while seen < total:
         batch = consumer.poll(timeout_ms=500)

@@ -28,17 +28,22 @@ from kafka.structs import OffsetAndMetadata
 from rental.settings import Settings
 from streaming.consumer import checkpoint
 from streaming.consumer.dead_letters import DeadLetters
+from streaming.consumer.decoding import EventError, decode_args
 from streaming.consumer.partitioning import partition_of, partitions_of
 from streaming.consumer.stages import Stage
-from streaming.events import BookingCreated, EventError, decode
 from streaming.features.definitions import to_us
 from streaming.features.offline import write_rows
 from streaming.features.online import OnlineWriter
-from streaming.features.pipeline import APPLIED, CANCELLED, CREATED, DUPLICATE, Catalogue, FeaturePipeline
+from streaming.features.pipeline import APPLIED, DUPLICATE, Catalogue, FeaturePipeline
 
 GC_FULL_EVERY_S = 600.0
 FORWARD_BATCH = 1_000  # events per forwarded message (well under Kafka's 1 MB message limit)
 log = logging.getLogger(__name__)
+
+
+def fetch_options(settings: Settings) -> dict:
+    """How much a poll fetches and returns: the stage's consumer and the benchmark's raw one alike."""
+    return {"max_poll_records": settings.stream_max_poll_records, "max_partition_fetch_bytes": 4 * 1024 * 1024}
 
 
 @dataclass
@@ -89,8 +94,7 @@ class StageRunner:
             client_id=f"features-{self.stage.name}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=self.settings.stream_max_poll_records,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **fetch_options(self.settings),
         )
         consumer.subscribe([self.stage.topic], listener=_Rebalance(self))
         return consumer
@@ -173,16 +177,10 @@ class StageRunner:
         else:
             for record in records:
                 try:
-                    event = decode(record.value)
+                    events.append(decode_args(record.value))
                 except EventError as exc:
                     self.dead_letters.send(record, str(exc))
                     continue
-                if isinstance(event, BookingCreated):
-                    args = (CREATED, event.event_id, event.item_id, event.customer_id, to_us(event.event_time),
-                            round(event.price_per_day * 100), event.rental_days)  # fmt: skip
-                else:
-                    args = (CANCELLED, event.event_id, event.item_id, event.customer_id, to_us(event.event_time), 0, 0)
-                events.append(args)
                 sources.append(record)
         if not events:
             return

@@ -1,0 +1,64 @@
+"""The consumer's fast decoder accepts only what pydantic accepts, with the same values."""
+
+from __future__ import annotations
+
+import itertools
+
+import orjson
+import pytest
+
+from streaming.consumer.decoding import _fast, as_tuple, decode_args
+from streaming.events import EventError, decode, encode
+from streaming.simulator.replay import history_events
+
+CREATED = {"schema_version": 1, "event_id": "e1", "item_id": "item_1", "customer_id": "cust_1", "booking_id": "b1",
+           "event_time": "2026-01-02T03:04:05.123456Z", "event_type": "booking_created",
+           "rental_start": "2026-01-05", "rental_days": 3, "price_per_day": 12.5, "currency": "GBP"}  # fmt: skip
+CANCELLED = {k: CREATED[k] for k in ("schema_version", "event_id", "item_id", "customer_id", "booking_id",
+                                     "event_time")} | {"event_type": "booking_cancelled"}  # fmt: skip
+ODD_VALUES = [None, "", "x" * 65, "x" * 129, 0, -1, 1, 1.5, 3.0, True, 60, 61, 99_999.99, 100_000, 1e300, "GBPX",
+              "2026-01-02", "2026-01-01", "2026-01-02T03:04:05", "2026-01-02T03:04:05+01:00", "2026-01-02T23:30:00-05:00",
+              "2026-01-02 03:04:05Z", "2026-01-02T03:04:05z", "2026-01-02T03:04:05.1234567Z", "2026-13-01T00:00:00Z",
+              "2026-01-02T24:00:00Z", "2026-01-02T03:04:60Z", "2026-01-02T03:04:05+24:00", "20260102T030405Z",
+              "1767323045", 1767323045, "booking_created", "booking_cancelled", "booking_moved", [], {}]  # fmt: skip
+
+
+def _slow(payload: bytes) -> tuple | None:
+    try:
+        return as_tuple(decode(payload))
+    except EventError:
+        return None
+
+
+def _corpus() -> list[bytes]:
+    out = [b"", b"{", b"null", b"[]", b'"text"', b"\xff\xfe", b'{"event_type": "booking_created"}']
+    for base in (CREATED, CANCELLED):
+        out.append(orjson.dumps(base))
+        for key in base:
+            out.append(orjson.dumps({k: v for k, v in base.items() if k != key}))  # each field missing
+            out += [orjson.dumps(base | {key: value}) for value in ODD_VALUES]  # each field odd
+        out.append(orjson.dumps(base | {"extra": 1}))
+        out.append(orjson.dumps(base | {"schema_version": 2}))
+    for time, start in itertools.product(["2026-01-02T23:30:00-05:00", "2026-01-03T00:30:00+02:00"],
+                                         ["2026-01-02", "2026-01-03"]):  # fmt: skip
+        out.append(orjson.dumps(CREATED | {"event_time": time, "rental_start": start}))  # start vs the UTC date
+    return out
+
+
+@pytest.mark.parametrize("payload", _corpus())
+def test_the_fast_path_never_accepts_what_pydantic_rejects_nor_changes_a_value(payload):
+    slow, fast = _slow(payload), _fast(payload)
+    if fast is not None:
+        assert fast == slow
+    if slow is None:
+        with pytest.raises(EventError):
+            decode_args(payload)
+    else:
+        assert decode_args(payload) == slow
+
+
+def test_every_event_the_producers_write_takes_the_fast_path(small_history):
+    payloads = [encode(event) for event in itertools.islice(history_events(small_history.bookings), 3_000)]
+    assert {orjson.loads(p)["event_type"] for p in payloads} == {"booking_created", "booking_cancelled"}
+    for payload in payloads:
+        assert _fast(payload) is not None and _fast(payload) == _slow(payload)
