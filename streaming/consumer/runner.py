@@ -37,6 +37,7 @@ from streaming.features.online import OnlineWriter
 from streaming.features.pipeline import APPLIED, DUPLICATE, Catalogue, FeaturePipeline
 
 GC_FULL_EVERY_S = 600.0
+UNASSIGNED_POLL_MS = 10
 FORWARD_BATCH = 1_000  # events per forwarded message (well under Kafka's 1 MB message limit)
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,14 @@ class StageRunner:
     # -- the loop -------------------------------------------------------------------------------
     def poll_once(self) -> int:
         """Process what one poll returns; return how many records it held."""
+        if not self.parts and not self._pending:
+            # Joining the group, or nothing to own: kafka-python's poll then spins for its whole
+            # timeout (its coordinator step returns at once), which took a core from the other
+            # stages for as long as a join lasted. A short poll, then a sleep.
+            self.consumer.poll(timeout_ms=UNASSIGNED_POLL_MS)
+            time.sleep(max(0.0, self._poll_timeout_ms - UNASSIGNED_POLL_MS) / 1000)
+            if not self._pending:
+                return 0
         batches = self.consumer.poll(
             timeout_ms=self._poll_timeout_ms, max_records=self.settings.stream_max_poll_records
         )
