@@ -3,7 +3,7 @@
 In one run, on its own topics, consumer groups and Redis db:
 
 1. a simulated history (100,000 items by default) is produced to Kafka as booking events;
-2. a plain consumer reads the topic back: the raw consume rate;
+2. a plain consumer reads the topic back with the stages' fetch sizes: the raw consume rate;
 3. ``rental stream features`` (all three stages, one process) consumes the same events from the
    start until drained: events/s from Kafka to features written in Redis and Parquet, and the
    process's peak memory;
