@@ -26,8 +26,21 @@ from streaming.events import (
 from streaming.features.definitions import to_us
 from streaming.features.pipeline import CANCELLED, CREATED
 
-# Required fields by event type; beside them only schema_version (both) and currency (created).
-_N_REQUIRED = {CREATED: 9, CANCELLED: 6}
+# The fields ``_fast`` reads and checks, by event type. The event models are the truth: if one
+# gains or loses a field, importing this module fails rather than letting the fast path accept
+# payloads pydantic would refuse.
+_CHECKED = {
+    CANCELLED: frozenset({"schema_version", "event_id", "item_id", "customer_id", "booking_id", "event_time",
+                          "event_type"}),
+    CREATED: frozenset({"schema_version", "event_id", "item_id", "customer_id", "booking_id", "event_time",
+                        "event_type", "rental_start", "rental_days", "price_per_day", "currency"}),
+}  # fmt: skip
+_MODELS = {CREATED: BookingCreated, CANCELLED: BookingCancelled}
+if {kind: frozenset(model.model_fields) for kind, model in _MODELS.items()} != _CHECKED:
+    raise ImportError("streaming.events changed its event fields: update streaming.consumer.decoding._fast to match")
+# Fields a payload may leave out (their defaults apply); all others must be present.
+_OPTIONAL = {CREATED: ("schema_version", "currency"), CANCELLED: ("schema_version",)}
+_N_REQUIRED = {kind: len(fields) - len(_OPTIONAL[kind]) for kind, fields in _CHECKED.items()}
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})\Z")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 

@@ -122,8 +122,8 @@ class StageRunner:
             # timeout (its coordinator step returns at once), which took a core from the other
             # stages for as long as a join lasted. A short poll, then a sleep.
             self.consumer.poll(timeout_ms=UNASSIGNED_POLL_MS)
-            time.sleep(max(0.0, self._poll_timeout_ms - UNASSIGNED_POLL_MS) / 1000)
-            if not self._pending:
+            if not self._pending:  # still nothing: wait out the rest of the poll time
+                time.sleep(max(0.0, self._poll_timeout_ms - UNASSIGNED_POLL_MS) / 1000)
                 return 0
         batches = self.consumer.poll(
             timeout_ms=self._poll_timeout_ms, max_records=self.settings.stream_max_poll_records
