@@ -178,9 +178,10 @@ def preload() -> None:
     import streaming.features.store  # noqa: F401
     from streaming.consumer.partitioning import partitions_of
     from streaming.features.proto_columns import warm_up as warm_up_encoder
+    from streaming.features.resp import warm_up as warm_up_commands
     from streaming.features.windows import warm_up as warm_up_windows
 
-    warm_up_windows(), warm_up_encoder(), partitions_of(["warm-up"], 1)
+    warm_up_windows(), warm_up_encoder(), warm_up_commands(), partitions_of(["warm-up"], 1)
     _preloaded = True
 
 

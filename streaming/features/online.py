@@ -4,8 +4,8 @@
 about 115 µs a row (DESIGN.md), too slow for thousands of rows a second. This writer keeps
 Feast's storage format exactly (Feast's own key and field-hash helpers, its value protos, its
 "_ts:<view>" timestamp field, timestamps that only grow), but encodes a poll's rows column by
-column in one compiled pass (``proto_columns``) and sends them as one blob per Lua script call,
-which splits it and HSETs each key: per value, redis-py's Python would cost more than Redis.
+column in one compiled pass (``proto_columns``) and sends them as pipelined HSETs encoded in
+another (``resp``): per value, redis-py's Python would cost more than Redis.
 The integration tests read what it writes back through ``FeatureStore.get_online_features``
 and compare it with what Feast's own ``write_to_online_store`` writes for the same values.
 """
@@ -21,26 +21,8 @@ from redis import Redis
 from rental.settings import Settings
 from streaming.features.proto_columns import CODES, column_matrix, encode_rows
 from streaming.features.redis_layout import EntityKeys, view_fields
+from streaming.features.resp import HsetPipe
 
-# KEYS: the entity keys. ARGV: the number of fields F, the F field names, every key's F values
-# concatenated, and the little-endian uint32 end offset of each value in that blob.
-HSET_BLOB = """
-local width = tonumber(ARGV[1])
-local blob, ends = ARGV[width + 2], ARGV[width + 3]
-local fields, start, pos, stop = {}, 1, 1, 0
-for j = 1, width do
-  fields[2 * j - 1] = ARGV[1 + j]
-end
-for k = 1, #KEYS do
-  for j = 1, width do
-    stop, pos = struct.unpack('<I4', ends, pos)
-    fields[2 * j] = string.sub(blob, start, stop)
-    start = stop + 1
-  end
-  redis.call('HSET', KEYS[k], unpack(fields))
-end
-return #KEYS
-"""
 # Each key's stored field, in one call (a pipelined HGET costs ~10 µs of redis-py's Python).
 HGET_MANY = """
 local out = {}
@@ -49,7 +31,7 @@ for k = 1, #KEYS do
 end
 return out
 """
-WRITE_CHUNK = 2_000  # keys per script call: Redis runs a script to the end before serving anyone else
+WRITE_CHUNK = 10_000  # keys per pipelined write, to bound the size of one payload
 
 
 def _timestamp_us(proto_bytes: bytes | None) -> int:
@@ -68,9 +50,10 @@ class OnlineWriter:
         for fv in store.list_feature_views():
             ts_field, fields = view_fields(fv, config, [f.name for f in fv.features])
             codes = [CODES.get(f.dtype.to_value_type()) for f in fv.features]
-            self.views[fv.name] = (fv.entity_columns[0].name, ts_field, [ts_field, *fields],
+            names = [ts_field.encode(), *(f.encode() if isinstance(f, str) else f for f in fields)]
+            self.views[fv.name] = (fv.entity_columns[0].name, ts_field, names,
                                    [f.name for f in fv.features], codes)  # fmt: skip
-        self._hset_blob = self.redis.register_script(HSET_BLOB)
+        self._pipe = HsetPipe(self.redis)
         self._hget_many = self.redis.register_script(HGET_MANY)
         self._redis_key = EntityKeys(config)
         # Per view, the stamp this writer last gave each key, so only keys it has not written
@@ -106,9 +89,12 @@ class OnlineWriter:
         at_us = np.maximum(latest_rows["event_timestamp"].to_numpy(), previous + 1)
         stamped.update(zip(keys, at_us.tolist(), strict=True))
         values, nulls = column_matrix([latest_rows[name] for name in features], codes, len(keys))
-        width, code_array = len(names), np.array(codes, np.int64)
+        code_array = np.array(codes, np.int64)
         for start in range(0, len(keys), WRITE_CHUNK):
             part = slice(start, start + WRITE_CHUNK)
             blob, ends = encode_rows(at_us[part], values[part], nulls[part], code_array)
-            self._hset_blob(keys=keys[part], args=[width, *names, blob.tobytes(), ends.tobytes()])
+            self._pipe.hset_many(keys[part], names, blob, ends)
         return len(keys)
+
+    def close(self) -> None:
+        self._pipe.close()

@@ -39,3 +39,21 @@ def test_a_recomputed_row_stamped_earlier_still_replaces_the_stored_one(tmp_path
     assert read()["bookings_7d"] == [5]
     stored = redis_py.Redis.from_url(local.redis_url)
     assert len(stored.keys()) == 1
+
+
+def test_a_refused_write_raises_with_redis_reason_and_the_writer_goes_on(tmp_path, settings):
+    local = Settings(data_dir=tmp_path, REDIS_URL=settings.redis_url.rsplit("/", 1)[0] + "/6")
+    stored = redis_py.Redis.from_url(local.redis_url)
+    stored.flushdb()
+    apply(local)
+    store = feature_store(local)
+    writer = OnlineWriter(store, local)
+    writer.write("item_popularity", _row(1000 * DAY_US, 2))
+    key = writer._redis_key("item_id", "item_x")
+    stored.set(key, b"not a hash")  # the writer knows the key: its next write goes straight to HSET
+    with pytest.raises(RuntimeError, match="WRONGTYPE"):
+        writer.write("item_popularity", _row(1001 * DAY_US, 3))
+    stored.delete(key)
+    writer.write("item_popularity", _row(1002 * DAY_US, 4))  # every reply was read: the connection is in step
+    read = store.get_online_features(features=["item_popularity:bookings_7d"], entity_rows=[{"item_id": "item_x"}])
+    assert read.to_dict()["bookings_7d"] == [4]

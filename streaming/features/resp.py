@@ -1,0 +1,123 @@
+"""Many HSETs to Redis as one pipelined write of plain commands, encoded in one compiled pass.
+
+Redis spent ~20 µs of its CPU per 12-field key running the Lua script that unpacked a blob of
+values and HSET each key; the same HSETs sent as plain commands cost it ~10 µs, and reading
+their replies with redis-py's parser cost the client ~2.4 µs a key. Here the commands are
+encoded by ``hset_commands`` (numba) from the writer's value buffer, sent in one write on a
+connection of the writer's own (redis-py opened it: authentication, database and TLS are its),
+and the replies, one ``:<n>`` line each, are counted rather than parsed. A reply that is an error
+raises, with Redis's message.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from redis import Redis
+
+
+@njit(cache=True, inline="always")
+def _digits(buf, pos, value):
+    """``value`` (>= 0) in decimal ASCII at ``pos``; returns the position after it."""
+    if value == 0:
+        buf[pos] = 48
+        return pos + 1
+    n, v = 0, value
+    while v > 0:
+        v //= 10
+        n += 1
+    end = pos + n
+    v = value
+    for i in range(end - 1, pos - 1, -1):
+        buf[i] = 48 + v % 10
+        v //= 10
+    return end
+
+
+@njit(cache=True, inline="always")
+def _bulk(buf, pos, src, start, stop):
+    """A RESP bulk string: ``$<len>\\r\\n<bytes>\\r\\n``."""
+    buf[pos] = 36  # $
+    pos = _digits(buf, pos + 1, stop - start)
+    buf[pos], buf[pos + 1] = 13, 10
+    pos += 2
+    for i in range(start, stop):
+        buf[pos] = src[i]
+        pos += 1
+    buf[pos], buf[pos + 1] = 13, 10
+    return pos + 2
+
+
+@njit(cache=True)
+def hset_commands(keys, key_ends, fields, field_ends, values, value_ends):
+    """``HSET key field value ...`` for every key: key k's value j lies in ``values`` up to
+    ``value_ends[k * F + j]`` (F fields, each named in ``fields`` up to ``field_ends[j]``)."""
+    n_keys, n_fields = len(key_ends), len(field_ends)
+    size = 32 + len(keys) + len(values) + n_keys * (32 + n_fields * (len(fields) + 32))
+    buf = np.empty(size, np.uint8)
+    pos, key_start, value_start = 0, 0, 0
+    for k in range(n_keys):
+        buf[pos] = 42  # *
+        pos = _digits(buf, pos + 1, 2 + 2 * n_fields)
+        buf[pos], buf[pos + 1] = 13, 10
+        pos += 2
+        for c in (36, 52, 13, 10, 72, 83, 69, 84, 13, 10):  # $4\r\nHSET\r\n
+            buf[pos] = c
+            pos += 1
+        pos = _bulk(buf, pos, keys, key_start, key_ends[k])
+        key_start = key_ends[k]
+        field_start = 0
+        for j in range(n_fields):
+            pos = _bulk(buf, pos, fields, field_start, field_ends[j])
+            field_start = field_ends[j]
+            value_end = value_ends[k * n_fields + j]
+            pos = _bulk(buf, pos, values, value_start, value_end)
+            value_start = value_end
+    return buf[:pos]
+
+
+def concatenated(items: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Byte strings as (one uint8 buffer, each one's end offset)."""
+    ends = np.cumsum(np.fromiter(map(len, items), np.int64, len(items)))
+    return np.frombuffer(b"".join(items), np.uint8), ends
+
+
+class HsetPipe:
+    """One connection that sends a batch of HSETs in one write and checks every reply."""
+
+    RECV = 1 << 20
+
+    def __init__(self, redis: Redis):
+        # A connection of our own, held for the writer's life: its socket is written directly.
+        self._connection = redis.connection_pool.make_connection()
+        self._connection.connect()
+
+    def hset_many(self, keys: list[bytes], fields: list[bytes], values: np.ndarray, value_ends: np.ndarray) -> None:
+        """HSET each key's ``len(fields)`` values (``values`` cut at ``value_ends``, key by key)."""
+        if not keys:
+            return
+        key_bytes, key_ends = concatenated(keys)
+        field_bytes, field_ends = concatenated(fields)
+        payload = hset_commands(key_bytes, key_ends, field_bytes, field_ends, values, value_ends.astype(np.int64))
+        sock = self._connection._sock  # redis-py keeps no public handle on it
+        sock.sendall(payload)
+        replies, seen = bytearray(), 0
+        while seen < len(keys):  # every reply is one line: ":<fields added>" or "-<error>"
+            chunk = sock.recv(self.RECV)
+            if not chunk:
+                self.close()
+                raise ConnectionError("Redis closed the connection while HSET replies were due")
+            replies += chunk
+            seen += chunk.count(b"\n")
+        if replies.count(b"\n:") + replies.startswith(b":") != len(keys):
+            line = next(line for line in bytes(replies).split(b"\r\n") if line.startswith(b"-"))
+            raise RuntimeError(f"Redis refused an HSET: {line[1:].decode(errors='replace')}")
+
+    def close(self) -> None:
+        self._connection.disconnect()
+
+
+def warm_up() -> None:
+    """Load (or compile) the encoder now rather than on the first write."""
+    one = np.frombuffer(b"k", np.uint8)
+    hset_commands(one, np.array([1]), one, np.array([1]), one, np.array([1]))
