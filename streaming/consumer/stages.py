@@ -6,13 +6,12 @@ are. Customer and category features need every event of a customer or a category
 to ``bookings.by-customer`` and ``bookings.by-category``, and a stage consumes each of those.
 Any number of processes may run any stages; Kafka's group protocol splits the partitions.
 
-Forwarded events travel in batches, one Kafka message per poll and target partition, sent to
-that partition explicitly (the default partitioner's choice for the key, so the routing is the
-same as keyed messages): kafka-python spends ~100 µs per send, which per event would cost more
-than computing the features. A batch is the pipeline's input tuples, already validated:
-
-    {"schema_version": 1, "events": [[kind, event_id, item_id, customer_id, time_us,
-                                       price_pence, rental_days], ...]}
+Forwarded events travel in batches, one Kafka message per poll and target partition (up to
+``runner.FORWARD_BATCH`` events), sent to that partition explicitly (the default partitioner's
+choice for the key, so the routing is the same as keyed messages): kafka-python spends ~100 µs
+per send, which per event would cost more than computing the features. A batch is the validated
+events as columns, one Arrow IPC stream (``event_batch.EventBatch``), which the next stage reads
+without decoding each event again.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rental.settings import Settings
+from streaming.features.event_batch import EventBatch
 from streaming.features.pipeline import Catalogue
 
 
@@ -29,26 +29,25 @@ class Stage:
     name: str
     topic: str
     view: str
-    # The key this stage's topic is partitioned by, for an event (and the entity key in its view).
-    key: Callable[[tuple, Catalogue], str]
+    # The key this stage's topic is partitioned by, for each event (and the entity key in its view).
+    key: Callable[[EventBatch, Catalogue], list[str]]
     reads_batches: bool  # forwarded batches of tuples, not the rental app's events
-    forwards: tuple[tuple[str, Callable[[tuple, Catalogue], str]], ...] = ()
+    forwards: tuple[tuple[str, Callable[[EventBatch, Catalogue], list[str]]], ...] = ()
 
     def group(self, settings: Settings) -> str:
         return f"{settings.consumer_group_prefix}-{self.name}"
 
 
-# Keys are read from the pipeline's input tuple: (kind, event_id, item_id, customer_id, ...).
-def _item(args: tuple, catalogue: Catalogue) -> str:
-    return args[2]
+def _item(events: EventBatch, catalogue: Catalogue) -> list[str]:
+    return events.item_id.tolist()
 
 
-def _customer(args: tuple, catalogue: Catalogue) -> str:
-    return args[3]
+def _customer(events: EventBatch, catalogue: Catalogue) -> list[str]:
+    return events.customer_id.tolist()
 
 
-def _category(args: tuple, catalogue: Catalogue) -> str:
-    return catalogue.category[args[2]]
+def _category(events: EventBatch, catalogue: Catalogue) -> list[str]:
+    return list(map(catalogue.category.__getitem__, events.item_id))
 
 
 def stages(settings: Settings) -> dict[str, Stage]:

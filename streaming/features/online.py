@@ -72,9 +72,11 @@ class OnlineWriter:
         join_key, ts_field, names, features, codes = self.views[view]
         if None in codes:
             raise TypeError(f"{view}: the stream writes only numeric and timestamp features")
-        latest = {entity: i for i, entity in enumerate(rows[join_key].to_pylist())}  # the last one wins
-        latest_rows = rows.take(pa.array(list(latest.values()), pa.int64()))
-        keys = [self._redis_key(join_key, entity) for entity in latest]
+        encoded = rows[join_key].combine_chunks().dictionary_encode()  # each entity once, and where it is
+        codes_reversed = encoded.indices.to_numpy()[::-1]
+        _, last_from_end = np.unique(codes_reversed, return_index=True)  # each entity's last row wins
+        latest_rows = rows.take(pa.array(rows.num_rows - 1 - last_from_end, pa.int64()))
+        keys = [self._redis_key(join_key, entity) for entity in latest_rows[join_key].to_pylist()]
         stamped = self._stamped.setdefault(view, {})
         unknown = [key for key in keys if key not in stamped]
         for start in range(0, len(unknown), WRITE_CHUNK):

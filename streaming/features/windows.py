@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from itertools import compress
 
 import numpy as np
 import pyarrow as pa
@@ -293,7 +294,7 @@ class WindowEngine:
 class Deduplicator:
     """Remembers event ids for a horizon, so a redelivery or a replay counts nothing twice.
 
-    Ids are integers (``pipeline._event_key``) kept in a dict in insertion order, which is
+    Ids are integers (``event_batch.event_key``) kept in a dict in insertion order, which is
     nearly time order: forgetting walks from its start. A checkpoint saves them as two arrays,
     which pickle in a memory copy where a dict of a few hundred thousand ints took ~0.1 s."""
 
@@ -303,11 +304,25 @@ class Deduplicator:
         self.duplicates = 0
 
     def first_time(self, event_id: int, time_us: int) -> bool:
-        if event_id in self._expiry:
-            self.duplicates += 1
-            return False
-        self._expiry[event_id] = time_us + self.horizon_us
-        return True
+        return bool(self.first_time_many(np.array([event_id], np.int64), np.array([time_us], np.int64))[0])
+
+    def first_time_many(self, event_ids: np.ndarray, times_us: np.ndarray) -> np.ndarray:
+        """For each id in order, whether it is new, remembering the new ones (an id repeated
+        within the call is new only the first time); a duplicate changes nothing."""
+        expiry, ids = self._expiry, event_ids.tolist()
+        fresh = np.fromiter(map(expiry.__contains__, ids), bool, len(ids))
+        np.logical_not(fresh, out=fresh)
+        new_ids = list(compress(ids, fresh))
+        if len(set(new_ids)) != len(new_ids):  # repeats within the call: in order, one at a time
+            forget_at = (times_us + self.horizon_us).tolist()
+            for i, event_id in enumerate(ids):
+                fresh[i] = event_id not in expiry
+                if fresh[i]:
+                    expiry[event_id] = forget_at[i]
+        else:
+            expiry.update(zip(new_ids, (times_us[fresh] + self.horizon_us).tolist(), strict=True))
+        self.duplicates += len(ids) - int(fresh.sum())
+        return fresh
 
     def forget_before(self, now_us: int) -> None:
         """Drop ids whose events are older than the horizon."""

@@ -2,6 +2,7 @@
 
 import random
 
+import numpy as np
 import pytest
 
 from streaming.features.pipeline import CANCELLED, CREATED, Catalogue, FeaturePipeline, UnknownItem
@@ -133,6 +134,17 @@ def test_deduplicator_forgets_after_its_horizon():
     assert dedup.duplicates == 1
     dedup.forget_before(11)
     assert len(dedup) == 0 and dedup.first_time(1, 12)
+
+
+def test_deduplicator_many_repeats_within_a_call_count_once_and_duplicates_change_nothing():
+    dedup = Deduplicator(horizon_us=10)
+    assert dedup.first_time_many(np.array([1, 2]), np.array([0, 0])).tolist() == [True, True]
+    fresh = dedup.first_time_many(np.array([3, 1, 3, 4, 4, 2]), np.array([1, 5, 6, 7, 8, 9]))
+    assert fresh.tolist() == [True, False, False, True, False, False]
+    assert dedup.duplicates == 4 and len(dedup) == 4
+    dedup.forget_before(11)  # ids 1 and 2 expire at 10: a duplicate at 5 did not extend them
+    assert sorted(dedup.state()["ids"].tolist()) == [3, 4]
+    assert dedup.state()["forget_at"].tolist() == [11, 17]  # 3 and 4 kept their first time
 
 
 def _pipeline():
