@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 
+import numpy as np
 import orjson
 
 from streaming.events import (
@@ -24,7 +25,9 @@ from streaming.events import (
     decode,
 )
 from streaming.features.definitions import to_us
+from streaming.features.event_batch import EventBatch, event_key, objects
 from streaming.features.pipeline import CANCELLED, CREATED
+from streaming.features.windows import DAY_US
 
 # The fields ``_fast`` reads and checks, by event type. The event models are the truth: if one
 # gains or loses a field, importing this module fails rather than letting the fast path accept
@@ -87,6 +90,150 @@ def _fast(payload: bytes) -> tuple | None:
     return (CREATED, event_id, item_id, customer_id, to_us(at), round(price * 100), days)
 
 
+# The producers' own shape (``events.encode``): every field, in the models' order, of these types.
+_NOT_STR = {"schema_version": int, "rental_days": int, "price_per_day": float}
+_CANONICAL = {kind: (tuple(model.model_fields), tuple(_NOT_STR.get(name, str) for name in model.model_fields))
+              for kind, model in _MODELS.items()}  # fmt: skip
+_ZERO = ord("0")
+_BAD = np.iinfo(np.int64).min  # a time or date the column parser does not take
+
+
+def decode_many(payloads: list[bytes]) -> tuple[EventBatch, list[int], list[tuple[int, str]]]:
+    """A poll's payloads as (the valid events as columns, the payload index of each, and
+    (index, reason) for each invalid one), in payload order.
+
+    Payloads in the producers' exact shape are checked with a few comparisons each, and their
+    times parsed as whole columns; anything else goes through ``decode_args`` one by one."""
+    rows, owner, slow = [], [], []
+    created_keys, created_types = _CANONICAL[CREATED]
+    cancelled_keys, cancelled_types = _CANONICAL[CANCELLED]
+    for i, payload in enumerate(payloads):
+        try:
+            raw = orjson.loads(payload)
+            keys, values = tuple(raw), tuple(raw.values())
+        except (orjson.JSONDecodeError, TypeError, AttributeError):
+            slow.append(i)
+            continue
+        types = tuple(map(type, values))
+        if keys == created_keys and types == created_types and values[6] == CREATED:
+            version, event_id, item_id, customer_id, booking_id, when, _, start, days, price, currency = values
+        elif keys == cancelled_keys and types == cancelled_types and values[6] == CANCELLED:
+            version, event_id, item_id, customer_id, booking_id, when, _ = values
+            start, days, price, currency = None, 0, 0.0, "GBP"
+        else:
+            slow.append(i)
+            continue
+        if (version != SCHEMA_VERSION or not 0 < len(event_id) <= 128 or not 0 < len(item_id) <= 64
+                or not 0 < len(customer_id) <= 64 or not 0 < len(booking_id) <= 128
+                or (start is not None and (not 1 <= days <= MAX_RENTAL_DAYS or not 0 < price < 100_000
+                                           or len(currency) != 3))):  # fmt: skip
+            slow.append(i)
+            continue
+        rows.append((event_id, item_id, customer_id, when, start, round(price * 100), days))
+        owner.append(i)
+    batch, owner = _columns(rows, owner, slow)
+    errors = []
+    if slow:  # one by one, exactly as pydantic decides; merged back in payload order
+        events, slow_owner = [], []
+        for i in slow:
+            try:
+                events.append(decode_args(payloads[i]))
+                slow_owner.append(i)
+            except EventError as exc:
+                errors.append((i, str(exc)))
+        if events:
+            order = np.argsort(np.array(owner + slow_owner), kind="stable")
+            batch = EventBatch.concat([batch, EventBatch.from_tuples(events)]).take(order)
+            owner = np.array(owner + slow_owner)[order].tolist()
+    return batch, owner, errors
+
+
+def _columns(rows: list[tuple], owner: list[int], slow: list[int]) -> tuple[EventBatch, list[int]]:
+    """The fast rows as columns; a row whose times are not canonical moves to ``slow``."""
+    if not rows:
+        return EventBatch.empty(), []
+    event_ids, items, customers, whens, starts, prices, days = zip(*rows, strict=True)
+    at_us = _utc_times_us(whens)
+    created = np.fromiter((start is not None for start in starts), bool, len(starts))
+    start_days = _dates(["9999-12-31" if start is None else start for start in starts])
+    ok = (at_us != _BAD) & (start_days != _BAD) & (start_days >= at_us // DAY_US)
+    keep = np.flatnonzero(ok)
+    if len(keep) < len(rows):
+        slow += [owner[i] for i in np.flatnonzero(~ok).tolist()]
+        slow.sort()
+    batch = EventBatch(
+        created, np.fromiter(map(event_key, event_ids), np.int64, len(event_ids)), objects(items),
+        objects(customers), at_us, np.array(prices, np.int64), np.array(days, np.int64),
+    )  # fmt: skip
+    if len(keep) == len(rows):
+        return batch, owner
+    return batch.take(keep), [owner[i] for i in keep.tolist()]
+
+
+def _digits(codes: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """The number in columns [start, stop) of each row, and whether they were all ASCII digits."""
+    part = codes[:, start:stop].astype(np.int64) - _ZERO
+    ok = ((part >= 0) & (part <= 9)).all(axis=1)
+    value = np.zeros(len(codes), np.int64)
+    for j in range(stop - start):
+        value = value * 10 + part[:, j]
+    return value, ok
+
+
+def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of proleptic Gregorian dates (valid ones)."""
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+    return era * 146_097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719_468
+
+
+def _date_fields(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Days since the epoch of ``YYYY-MM-DD`` at the start of each row, and which rows are valid."""
+    year, ok_y = _digits(codes, 0, 4)
+    month, ok_m = _digits(codes, 5, 7)
+    day, ok_d = _digits(codes, 8, 10)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(month, 0, 12)] + (
+        leap & (month == 2)
+    )
+    ok = (ok_y & ok_m & ok_d & (codes[:, 4] == ord("-")) & (codes[:, 7] == ord("-")) & (year >= 1)
+          & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days))  # fmt: skip
+    return _days_from_civil(year, month, day), ok
+
+
+def _fixed(strings: tuple[str, ...] | list[str], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each string's code points in ``width`` columns (zero-padded), and each string's length."""
+    lengths = np.fromiter(map(len, strings), np.int64, len(strings))
+    clipped = [s if len(s) <= width else "" for s in strings]
+    return np.array(clipped, dtype=f"U{width}").view(np.uint32).reshape(len(strings), width), lengths
+
+
+def _dates(strings: list[str]) -> np.ndarray:
+    """``date.fromisoformat`` of canonical ``YYYY-MM-DD`` strings as days since the epoch; _BAD otherwise."""
+    codes, lengths = _fixed(strings, 10)
+    days, ok = _date_fields(codes)
+    return np.where(ok & (lengths == 10), days, _BAD)
+
+
+def _utc_times_us(strings: tuple[str, ...]) -> np.ndarray:
+    """Microseconds since the epoch of ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` strings (pydantic's own
+    UTC form); _BAD for any other string, which the one-by-one path then decides."""
+    codes, lengths = _fixed(strings, 27)
+    days, ok = _date_fields(codes)
+    hour, ok_h = _digits(codes, 11, 13)
+    minute, ok_mi = _digits(codes, 14, 16)
+    second, ok_s = _digits(codes, 17, 19)
+    micros, ok_us = _digits(codes, 20, 26)
+    short = (lengths == 20) & (codes[:, 19] == ord("Z"))
+    long = (lengths == 27) & (codes[:, 19] == ord(".")) & ok_us & (codes[:, 26] == ord("Z"))
+    ok &= (ok_h & ok_mi & ok_s & (codes[:, 10] == ord("T")) & (codes[:, 13] == ord(":")) & (codes[:, 16] == ord(":"))
+           & (hour <= 23) & (minute <= 59) & (second <= 59) & (short | long))  # fmt: skip
+    at = ((days * 24 + hour) * 60 + minute) * 60 + second
+    return np.where(ok, at * 1_000_000 + np.where(long, micros, 0), _BAD)
+
+
 def as_tuple(event: BookingCreated | BookingCancelled) -> tuple:
     """A validated event as the pipeline's input tuple."""
     if isinstance(event, BookingCreated):
@@ -101,4 +248,4 @@ def decode_args(payload: bytes) -> tuple:
     return fast if fast is not None else as_tuple(decode(payload))
 
 
-__all__ = ["EventError", "as_tuple", "decode_args"]
+__all__ = ["EventError", "as_tuple", "decode_args", "decode_many"]

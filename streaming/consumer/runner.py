@@ -28,7 +28,7 @@ from kafka.structs import OffsetAndMetadata
 from rental.settings import Settings
 from streaming.consumer import checkpoint
 from streaming.consumer.dead_letters import DeadLetters
-from streaming.consumer.decoding import EventError, decode_args
+from streaming.consumer.decoding import decode_many
 from streaming.consumer.partitioning import partition_of, partitions_of
 from streaming.consumer.stages import Stage
 from streaming.features.definitions import to_us
@@ -208,15 +208,10 @@ class StageRunner:
                 batches.append(batch)
                 owner += [i] * len(batch)
             return (EventBatch.concat(batches) if batches else EventBatch.empty()), owner
-        events = []
-        for i, record in enumerate(records):
-            try:
-                events.append(decode_args(record.value))
-            except EventError as exc:
-                self.dead_letters.send(record, str(exc))
-                continue
-            owner.append(i)
-        return EventBatch.from_tuples(events), owner
+        batch, owner, errors = decode_many([record.value for record in records])
+        for i, reason in errors:
+            self.dead_letters.send(records[i], reason)
+        return batch, owner
 
     def _send_outbox(self) -> None:
         for (topic, partition), batches in self._outbox.items():

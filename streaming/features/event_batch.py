@@ -64,14 +64,14 @@ class EventBatch:
         if unknown.any():
             raise ValueError(f"unknown event kind {kinds[int(np.argmax(unknown))]!r}")
         return cls(
-            created, np.fromiter(map(event_key, ids), np.int64, len(ids)), _objects(items), _objects(customers),
+            created, np.fromiter(map(event_key, ids), np.int64, len(ids)), objects(items), objects(customers),
             np.array(times, np.int64), np.array(prices, np.int64), np.array(days, np.int64),
         )  # fmt: skip
 
     @classmethod
     def empty(cls) -> EventBatch:
         ints = np.zeros(0, np.int64)
-        return cls(np.zeros(0, bool), ints, _objects(()), _objects(()), ints, ints, ints)
+        return cls(np.zeros(0, bool), ints, objects(()), objects(()), ints, ints, ints)
 
     def take(self, selected: np.ndarray) -> EventBatch:
         """The events a boolean mask or an index array selects, in order."""
@@ -122,7 +122,7 @@ class EventBatch:
                 self.rental_days)  # fmt: skip
 
 
-def _objects(values) -> np.ndarray:
+def objects(values) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
@@ -130,5 +130,5 @@ def _objects(values) -> np.ndarray:
 
 def _numpy(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_string(column.type):
-        return _objects(column.to_pylist())
+        return objects(column.to_pylist())
     return column.to_numpy()

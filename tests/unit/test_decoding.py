@@ -6,7 +6,8 @@ import itertools
 
 import orjson
 
-from streaming.consumer.decoding import _fast, as_tuple, decode_args
+from streaming.consumer import decoding
+from streaming.consumer.decoding import _fast, as_tuple, decode_args, decode_many
 from streaming.events import EventError, decode, encode
 from streaming.simulator.replay import history_events
 
@@ -38,6 +39,17 @@ def _corpus() -> list[bytes]:
             out += [orjson.dumps(base | {key: value}) for value in ODD_VALUES]  # each field odd
         out.append(orjson.dumps(base | {"extra": 1}))
         out.append(orjson.dumps(base | {"schema_version": 2}))
+    for time in ("2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "2100-02-29T12:00:00Z", "2000-02-29T23:59:59.999999Z",
+                 "1969-12-31T23:59:59.000001Z", "0001-01-01T00:00:00Z", "0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z",
+                 "2026-04-31T00:00:00Z", "2026-01-02T03:04:05.000000Z", "2026-01-02T03:04:05.1Z", "2026-01-02T3:04:05Z",
+                 "２０２６-01-02T03:04:05Z", "2026-01-02T03:04:05.12345xZ"):  # fmt: skip
+        out.append(orjson.dumps(CREATED | {"event_time": time, "rental_start": "9999-12-31"}))
+        out.append(orjson.dumps(CANCELLED | {"event_time": time}))
+    for start in ("2026-02-30", "2026-1-05", "2026-01-05 ", "2026-01-02", "2026-01-01"):
+        out.append(orjson.dumps(CREATED | {"rental_start": start}))
+    out.append(orjson.dumps(CREATED | {"event_type": "booking_cancelled"}))  # a created event's fields, another kind
+    out.append(orjson.dumps(CANCELLED | {"event_type": "booking_created"}))
+    out.append(orjson.dumps({k: CREATED[k] for k in reversed(CREATED)}))  # valid, in another order
     for time, start in itertools.product(["2026-01-02T23:30:00-05:00", "2026-01-03T00:30:00+02:00"],
                                          ["2026-01-02", "2026-01-03"]):  # fmt: skip
         out.append(orjson.dumps(CREATED | {"event_time": time, "rental_start": start}))  # start vs the UTC date
@@ -59,8 +71,27 @@ def test_the_fast_path_never_accepts_what_pydantic_rejects_nor_changes_a_value()
     assert len(corpus) > 600 and not wrong, wrong[:5]
 
 
-def test_every_event_the_producers_write_takes_the_fast_path(small_history):
+def test_every_event_the_producers_write_takes_the_fast_path(small_history, monkeypatch):
     payloads = [encode(event) for event in itertools.islice(history_events(small_history.bookings), 3_000)]
     assert {orjson.loads(p)["event_type"] for p in payloads} == {"booking_created", "booking_cancelled"}
     for payload in payloads:
         assert _fast(payload) is not None and _fast(payload) == _slow(payload)
+    monkeypatch.setattr(decoding, "decode_args", None)  # decode_many must not need the one-by-one path
+    batch, owner, errors = decode_many(payloads)
+    assert owner == list(range(len(payloads))) and not errors
+    assert batch.time_us.tolist() == [_slow(p)[4] for p in payloads]
+
+
+def test_decode_many_gives_each_payload_pydantic_s_verdict_in_order():
+    corpus = _corpus()
+    batch, owner, errors = decode_many(corpus)
+    expected = [(i, _slow(payload)) for i, payload in enumerate(corpus)]
+    valid = [(i, event) for i, event in expected if event is not None]
+    columns = [c.tolist() for c in (batch.item_id, batch.customer_id, batch.time_us, batch.price_pence,
+                                    batch.rental_days, batch.created)]  # fmt: skip
+    got = [(i, tuple(row)) for i, row in zip(owner, zip(*columns, strict=True), strict=True)]
+    want = [(i, (e[2], e[3], e[4], e[5], e[6], e[0] == "booking_created")) for i, e in valid]
+    assert got == want
+    assert batch.event_key.tolist() == [decode_many([corpus[i]])[0].event_key[0] for i, _ in valid]
+    assert [i for i, _ in errors] == [i for i, event in expected if event is None]
+    assert all(reason for _, reason in errors)
