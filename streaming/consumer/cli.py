@@ -176,12 +176,13 @@ def preload() -> None:
         return
     import streaming.features.online
     import streaming.features.store  # noqa: F401
+    from streaming.consumer.canonical_scan import warm_up as warm_up_decoder
     from streaming.consumer.partitioning import partitions_of
     from streaming.features.proto_columns import warm_up as warm_up_encoder
     from streaming.features.resp import warm_up as warm_up_commands
     from streaming.features.windows import warm_up as warm_up_windows
 
-    warm_up_windows(), warm_up_encoder(), warm_up_commands(), partitions_of(["warm-up"], 1)
+    warm_up_windows(), warm_up_encoder(), warm_up_commands(), warm_up_decoder(), partitions_of(["warm-up"], 1)
     _preloaded = True
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import orjson
 
 from streaming.consumer import decoding
 from streaming.consumer.decoding import _fast, as_tuple, decode_args, decode_many
 from streaming.events import EventError, decode, encode
+from streaming.features.event_batch import event_key
 from streaming.simulator.replay import history_events
 
 CREATED = {"schema_version": 1, "event_id": "e1", "item_id": "item_1", "customer_id": "cust_1", "booking_id": "b1",
@@ -95,3 +97,26 @@ def test_decode_many_gives_each_payload_pydantic_s_verdict_in_order():
     assert batch.event_key.tolist() == [decode_many([corpus[i]])[0].event_key[0] for i, _ in valid]
     assert [i for i, _ in errors] == [i for i, event in expected if event is None]
     assert all(reason for _, reason in errors)
+
+
+def test_byte_level_mutants_of_real_payloads_get_pydantic_s_verdict(small_history):
+    """The compiled pass reads bytes, so mutate bytes: each mutant alone and all in one poll."""
+    rng = random.Random(11)
+    payloads = [encode(event) for event in itertools.islice(history_events(small_history.bookings), 300)]
+    alphabet = b'0123456789.:-TZz"\\,{}[] e\xc3\xa9\x00\x7f'
+    mutants = []
+    for payload in payloads:
+        for _ in range(10):
+            at, b = rng.randrange(len(payload)), bytes([rng.choice(alphabet)])
+            mutants.append(rng.choice([payload[:at] + b + payload[at + 1 :], payload[:at] + payload[at + 1 :],
+                                       payload[:at] + b + payload[at:], payload[:at]]))  # fmt: skip
+    batch, owner, errors = decode_many(mutants)
+    expected = [_slow(m) for m in mutants]
+    got = dict(zip(owner, zip(batch.time_us.tolist(), batch.price_pence.tolist(), batch.rental_days.tolist(),
+                              batch.item_id.tolist(), batch.customer_id.tolist(), batch.event_key.tolist(),
+                              batch.created.tolist(), strict=True), strict=True))  # fmt: skip
+    wrong = [(m, got.get(i), e) for i, (m, e) in enumerate(zip(mutants, expected, strict=True))
+             if (e is None) != (i not in got) or (e is not None and got[i] != (e[4], e[5], e[6], e[2], e[3], event_key(e[1]), e[0] == "booking_created"))]  # fmt: skip
+    assert not wrong, wrong[:3]
+    assert [i for i, _ in errors] == [i for i, e in enumerate(expected) if e is None]
+    assert sum(e is None for e in expected) > 1_000 and sum(e is not None for e in expected) > 300
