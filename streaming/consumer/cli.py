@@ -179,10 +179,18 @@ def preload() -> None:
     from streaming.consumer.canonical_scan import warm_up as warm_up_decoder
     from streaming.consumer.partitioning import partitions_of
     from streaming.features.proto_columns import warm_up as warm_up_encoder
+    from streaming.features.redis_layout import warm_up as warm_up_keys
     from streaming.features.resp import warm_up as warm_up_commands
     from streaming.features.windows import warm_up as warm_up_windows
 
-    warm_up_windows(), warm_up_encoder(), warm_up_commands(), warm_up_decoder(), partitions_of(["warm-up"], 1)
+    (
+        warm_up_windows(),
+        warm_up_encoder(),
+        warm_up_commands(),
+        warm_up_decoder(),
+        warm_up_keys(),
+        partitions_of(["warm-up"], 1),
+    )
     _preloaded = True
 
 

@@ -12,6 +12,8 @@ and compare it with what Feast's own ``write_to_online_store`` writes for the sa
 
 from __future__ import annotations
 
+from itertools import repeat
+
 import numpy as np
 import pyarrow as pa
 from feast import FeatureStore
@@ -19,7 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from redis import Redis
 
 from rental.settings import Settings
-from streaming.features.proto_columns import CODES, column_matrix, encode_rows
+from streaming.features.proto_columns import CODES, column_matrix, encode_rows, timestamps_us
 from streaming.features.redis_layout import EntityKeys, view_fields
 from streaming.features.resp import HsetPipe
 
@@ -32,6 +34,9 @@ end
 return out
 """
 WRITE_CHUNK = 10_000  # keys per pipelined write, to bound the size of one payload
+
+
+UNSEEN = np.iinfo(np.int64).min
 
 
 def _timestamp_us(proto_bytes: bytes | None) -> int:
@@ -56,10 +61,10 @@ class OnlineWriter:
         self._pipe = HsetPipe(self.redis)
         self._hget_many = self.redis.register_script(HGET_MANY)
         self._redis_key = EntityKeys(config)
-        # Per view, the stamp this writer last gave each key, so only keys it has not written
-        # yet need a read first. Valid while this process owns the keys: ``forget`` at every
-        # rebalance.
-        self._stamped: dict[str, dict[bytes, int]] = {}
+        # Per view, the stamp this writer last gave each entity, so only entities it has not
+        # written yet need a read first. Valid while this process owns the keys: ``forget`` at
+        # every rebalance.
+        self._stamped: dict[str, dict[str, int]] = {}
 
     def forget(self) -> None:
         self._stamped.clear()
@@ -69,34 +74,39 @@ class OnlineWriter:
         rows in time order); return how many were written."""
         if rows.num_rows == 0:
             return 0
-        join_key, ts_field, names, features, codes = self.views[view]
+        join_key, ts_field, fields, features, codes = self.views[view]
         if None in codes:
             raise TypeError(f"{view}: the stream writes only numeric and timestamp features")
         encoded = rows[join_key].combine_chunks().dictionary_encode()  # each entity once, and where it is
         codes_reversed = encoded.indices.to_numpy()[::-1]
         _, last_from_end = np.unique(codes_reversed, return_index=True)  # each entity's last row wins
         latest_rows = rows.take(pa.array(rows.num_rows - 1 - last_from_end, pa.int64()))
-        keys = [self._redis_key(join_key, entity) for entity in latest_rows[join_key].to_pylist()]
+        entities = latest_rows[join_key].combine_chunks()
+        names = entities.to_pylist()
+        key_bytes, key_ends = self._redis_key.many(join_key, entities)
         stamped = self._stamped.setdefault(view, {})
-        unknown = [key for key in keys if key not in stamped]
-        for start in range(0, len(unknown), WRITE_CHUNK):
-            chunk = unknown[start : start + WRITE_CHUNK]
-            stamped.update(zip(chunk, map(_timestamp_us, self._hget_many(keys=chunk, args=[ts_field])), strict=True))
+        previous = np.fromiter(map(stamped.get, names, repeat(UNSEEN)), np.int64, len(names))
+        unseen = np.flatnonzero(previous == UNSEEN)
+        key_starts = np.concatenate([[0], key_ends[:-1]])
+        for start in range(0, len(unseen), WRITE_CHUNK):  # keys not written yet: what is stored now
+            chunk = unseen[start : start + WRITE_CHUNK]
+            keys = [key_bytes[a:b].tobytes() for a, b in zip(key_starts[chunk].tolist(), key_ends[chunk].tolist(), strict=True)]  # fmt: skip
+            previous[chunk] = timestamps_us(self._hget_many(keys=keys, args=[ts_field]), _timestamp_us)
         # This consumer owns the key, and its state is the truth. A row stamped at or before the
         # stored one (a restart recomputed it, and rows late events produce are stamped with a
         # clock that a crashed run may have moved further) would be skipped by Feast's reader
         # rule and the update silently lost: stamp it just after the stored row instead, so
         # time stays monotonic and nothing is dropped.
-        previous = np.fromiter(map(stamped.__getitem__, keys), np.int64, len(keys))
         at_us = np.maximum(latest_rows["event_timestamp"].to_numpy(), previous + 1)
-        stamped.update(zip(keys, at_us.tolist(), strict=True))
-        values, nulls = column_matrix([latest_rows[name] for name in features], codes, len(keys))
+        stamped.update(zip(names, at_us.tolist(), strict=True))
+        values, nulls = column_matrix([latest_rows[name] for name in features], codes, len(names))
         code_array = np.array(codes, np.int64)
-        for start in range(0, len(keys), WRITE_CHUNK):
+        for start in range(0, len(names), WRITE_CHUNK):
             part = slice(start, start + WRITE_CHUNK)
             blob, ends = encode_rows(at_us[part], values[part], nulls[part], code_array)
-            self._pipe.hset_many(keys[part], names, blob, ends)
-        return len(keys)
+            first = key_starts[start]
+            self._pipe.hset_many(key_bytes[first : key_ends[part][-1]], key_ends[part] - first, fields, blob, ends)
+        return len(names)
 
     def close(self) -> None:
         self._pipe.close()

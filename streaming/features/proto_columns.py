@@ -105,6 +105,54 @@ def column_values(column, code: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(filled, np.int64), nulls
 
 
+@njit(cache=True)
+def _timestamps_us(buf, ends):
+    """Timestamp protos end to end: each as µs since the epoch; -1 if empty, -2 if this pass
+    cannot read it (a field other than seconds and nanos as varints)."""
+    out = np.empty(len(ends), np.int64)
+    start = 0
+    for i in range(len(ends)):
+        pos, stop = start, ends[i]
+        start = stop
+        if pos == stop:
+            out[i] = -1
+            continue
+        seconds, nanos, ok = np.int64(0), np.int64(0), True
+        while pos < stop and ok:
+            tag = buf[pos]
+            pos += 1
+            value, shift = np.uint64(0), 0
+            while True:
+                if pos >= stop or shift > 63:
+                    ok = False
+                    break
+                b = buf[pos]
+                pos += 1
+                value |= np.uint64(b & 0x7F) << np.uint64(shift)
+                shift += 7
+                if b < 0x80:
+                    break
+            if tag == 0x08:
+                seconds = np.int64(value)
+            elif tag == 0x10:
+                nanos = np.int64(value)
+            else:
+                ok = False
+        out[i] = seconds * 1_000_000 + nanos // 1_000 if ok else -2
+    return out
+
+
+def timestamps_us(protos: list[bytes], fallback) -> np.ndarray:
+    """Stored Timestamp protos (b"" for none) as µs since the epoch, -1 for none; ``fallback``
+    reads any this pass cannot."""
+    ends = np.cumsum(np.fromiter(map(len, protos), np.int64, len(protos)))
+    out = _timestamps_us(np.frombuffer(b"".join(protos), np.uint8), ends)
+    for i in np.flatnonzero(out == -2).tolist():
+        out[i] = fallback(protos[i])
+    return out
+
+
 def warm_up() -> None:
     """Load (or compile) the encoder now rather than on the first write."""
     encode_rows(np.zeros(1, np.int64), np.zeros((1, 1), np.int64), np.zeros((1, 1), bool), np.zeros(1, np.int64))
+    timestamps_us([b"", b"\x08\x01"], None)

@@ -92,24 +92,25 @@ class HsetPipe:
         self._connection = redis.connection_pool.make_connection()
         self._connection.connect()
 
-    def hset_many(self, keys: list[bytes], fields: list[bytes], values: np.ndarray, value_ends: np.ndarray) -> None:
-        """HSET each key's ``len(fields)`` values (``values`` cut at ``value_ends``, key by key)."""
-        if not keys:
+    def hset_many(self, keys: np.ndarray, key_ends: np.ndarray, fields: list[bytes], values: np.ndarray,
+                  value_ends: np.ndarray) -> None:  # fmt: skip
+        """HSET each key (``keys`` cut at ``key_ends``) to its ``len(fields)`` values (``values``
+        cut at ``value_ends``, key by key)."""
+        if not len(key_ends):
             return
-        key_bytes, key_ends = concatenated(keys)
         field_bytes, field_ends = concatenated(fields)
-        payload = hset_commands(key_bytes, key_ends, field_bytes, field_ends, values, value_ends.astype(np.int64))
+        payload = hset_commands(keys, key_ends, field_bytes, field_ends, values, value_ends.astype(np.int64))
         sock = self._connection._sock  # redis-py keeps no public handle on it
         sock.sendall(payload)
         replies, seen = bytearray(), 0
-        while seen < len(keys):  # every reply is one line: ":<fields added>" or "-<error>"
+        while seen < len(key_ends):  # every reply is one line: ":<fields added>" or "-<error>"
             chunk = sock.recv(self.RECV)
             if not chunk:
                 self.close()
                 raise ConnectionError("Redis closed the connection while HSET replies were due")
             replies += chunk
             seen += chunk.count(b"\n")
-        if replies.count(b"\n:") + replies.startswith(b":") != len(keys):
+        if replies.count(b"\n:") + replies.startswith(b":") != len(key_ends):
             line = next(line for line in bytes(replies).split(b"\r\n") if line.startswith(b"-"))
             raise RuntimeError(f"Redis refused an HSET: {line[1:].decode(errors='replace')}")
 

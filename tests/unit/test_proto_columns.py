@@ -68,3 +68,16 @@ def test_a_null_is_an_unset_value_and_rows_keep_their_columns_apart():
     rows = _values([5, 6], [(INT64, pa.array([None, 7])), (DOUBLE, pa.array([2.5, None]))])
     assert rows[0][1:] == [ValueProto().SerializeToString(), ValueProto(double_val=2.5).SerializeToString()]
     assert rows[1][1:] == [ValueProto(int64_val=7).SerializeToString(), b""]
+
+
+def test_stored_timestamps_are_read_back_as_protobuf_gives_them():
+    from streaming.features.online import _timestamp_us  # the one-by-one reader, protobuf's own parser
+    from streaming.features.proto_columns import timestamps_us
+
+    protos = [b""]
+    for us in [*TIMES_US, -1_000_000, -1, 253_402_300_799_999_999]:
+        protos.append(Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1_000).SerializeToString())
+    odd = Timestamp(seconds=5).SerializeToString() + b"\x1a\x00"  # a field this pass does not read
+    got = timestamps_us([*protos, odd], fallback=lambda proto: -7)
+    assert got.tolist() == [*map(_timestamp_us, protos), -7]
+    assert got[2] == 1 and got[-2] == 253_402_300_799_999_999
