@@ -39,6 +39,7 @@ from streaming.features.pipeline import APPLIED, DUPLICATE, UNKNOWN_ITEM, Catalo
 
 GC_FULL_EVERY_S = 600.0
 UNASSIGNED_POLL_MS = 10
+DRAINED_CHECKPOINT_S = 1.0  # a drained stage checkpoints once this long has passed since its last one
 FORWARD_BATCH = 5_000  # events per forwarded message: ~350 KB, well under Kafka's 1 MB message limit
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class StageRunner:
         self.consumer = self._join()
         self._joined_at = time.monotonic()
         self.rejoins = 0
+        self.polled_at: float | None = None
 
     def _join(self) -> KafkaConsumer:
         consumer = KafkaConsumer(
@@ -129,6 +131,7 @@ class StageRunner:
         batches = self.consumer.poll(
             timeout_ms=self._poll_timeout_ms, max_records=self.settings.stream_max_poll_records
         )
+        self.polled_at = time.time()  # when these records arrived: busy time starts here, not after them
         if self._pending:  # every new partition is sought to its start; records fetched before that are dropped
             for tp in self._setup_assigned():
                 batches.pop(tp, None)
@@ -150,7 +153,9 @@ class StageRunner:
         # Periodically, and as soon as a burst is drained (an empty poll), so offsets and the
         # offline store catch up with Redis within a second of the stream going quiet. While the
         # previous checkpoint is still being written the next one waits, rather than the loop.
-        due = since >= self.settings.checkpoint_every_s or (n == 0 and self._since_checkpoint and since >= 1.0)
+        due = since >= self.settings.checkpoint_every_s or (
+            n == 0 and self._since_checkpoint and since >= DRAINED_CHECKPOINT_S
+        )
         if due and not self.saver.busy:
             self.checkpoint(background=True)
         return n

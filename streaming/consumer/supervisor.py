@@ -149,7 +149,7 @@ def supervise(settings: Settings, names: list[str], max_seconds: float | None, u
         live.start()
     try:
         while not stop["requested"]:
-            time.sleep(0.5)
+            time.sleep(0.25)
             failed = [n for n, p in procs.items() if p.poll() not in (None, 0)]
             if failed:
                 console.print(
