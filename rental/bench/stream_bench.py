@@ -4,9 +4,13 @@ In one run, on its own topics, consumer groups and Redis db:
 
 1. a simulated history (100,000 items by default) is produced to Kafka as booking events;
 2. a plain consumer reads the topic back with the stages' fetch sizes: the raw consume rate;
-3. ``rental stream features`` (all three stages, one process) consumes the same events from the
-   start until drained: events/s from Kafka to features written in Redis and Parquet, and the
-   process's peak memory;
+3. ``rental stream features`` (all three stages, one process each) consumes the same events from
+   the start until drained: events/s from Kafka to features written in Redis and Parquet, and
+   the largest process's peak memory.
+   Both clocks start when the poll that returns the first records is made, once partitions are
+   assigned (so that poll's fetch and parse count); the consumer's stops when every stage's
+   committed offset reaches the end, which it moves only after the Parquet rows and state are
+   written;
 4. with the consumer caught up, live bookings stream at a steady 1,000 events/s while probe
    bookings of items nobody else books are timed from produce to the value being readable
    through Feast ``get_online_features``: freshness p50 and p99.
@@ -27,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import typer
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 
 from rental.bench.sandbox import make_world
@@ -48,18 +52,21 @@ N_PROBES = 20
 
 def _raw_consume_rate(settings, total: int) -> float:
     consumer = KafkaConsumer(
-        settings.topic_bookings,
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=f"raw-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        **fetch_options(settings),
+        bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False, **fetch_options(settings)
     )  # the stages' own fetch sizes
+    # Every partition assigned by hand: no group join to wait out inside the timed polls (a
+    # stage's clock, too, starts only once its partitions are assigned and set up).
+    partitions = [
+        TopicPartition(settings.topic_bookings, p) for p in consumer.partitions_for_topic(settings.topic_bookings)
+    ]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
     seen, started = 0, None
     while seen < total:
+        asked = time.perf_counter()
         batch = consumer.poll(timeout_ms=500)
-        if batch and started is None:
-            started = time.perf_counter()
+        if batch and started is None:  # the clock starts when the poll that returns records is made
+            started = asked  # (after the group join), so the first poll's fetch and parse count
         seen += sum(len(records) for records in batch.values())
     elapsed = time.perf_counter() - started
     consumer.close()

@@ -99,7 +99,7 @@ def run_stage(settings: Settings, name: str, max_seconds: float | None, until_id
             runner.rejoin_if_never_assigned()
             now = time.monotonic()
             if busy:
-                first_record = first_record or runner.polled_at  # as the raw rate: from the first poll's return
+                first_record = first_record or runner.polled_at  # as the raw rate: from the poll that returned records
                 last_record = time.time()
             if busy or runner.lag() or not runner.parts:
                 last_busy = now

@@ -128,10 +128,10 @@ class StageRunner:
             if not self._pending:  # still nothing: wait out the rest of the poll time
                 time.sleep(max(0.0, self._poll_timeout_ms - UNASSIGNED_POLL_MS) / 1000)
                 return 0
+        self.polled_at = time.time()  # busy time starts when the poll that returns the first records is made
         batches = self.consumer.poll(
             timeout_ms=self._poll_timeout_ms, max_records=self.settings.stream_max_poll_records
         )
-        self.polled_at = time.time()  # when these records arrived: busy time starts here, not after them
         if self._pending:  # every new partition is sought to its start; records fetched before that are dropped
             for tp in self._setup_assigned():
                 batches.pop(tp, None)
