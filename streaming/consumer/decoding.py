@@ -31,6 +31,7 @@ from streaming.events import (
 from streaming.features.definitions import to_us
 from streaming.features.event_batch import EventBatch, event_key
 from streaming.features.pipeline import CANCELLED, CREATED
+from streaming.packed import concatenated
 
 # The fields ``_fast`` reads and checks, by event type. The event models are the truth: if one
 # gains or loses a field, importing this module fails rather than letting the fast path accept
@@ -101,8 +102,7 @@ def decode_many(payloads: list[bytes]) -> tuple[EventBatch, list[int], list[tupl
     anything else goes through ``decode_args`` one by one and is merged back in order."""
     if not payloads:
         return EventBatch.empty(), [], []
-    buf = np.frombuffer(b"".join(payloads), np.uint8)
-    ends = np.cumsum(np.fromiter(map(len, payloads), np.int64, len(payloads)))
+    buf, ends = concatenated(payloads)
     ok, created, time_us, pence, days, strings, string_ends = scan(buf, ends, LITERALS, MAX_LENGTHS)
     fast = np.flatnonzero(ok)
     event_ids, items, customers = (_strings(strings[f], string_ends[f][fast]) for f in range(STRING_FIELDS))

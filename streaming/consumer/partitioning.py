@@ -12,6 +12,8 @@ import numpy as np
 from kafka.partitioner.default import murmur2
 from numba import njit
 
+from streaming.packed import concatenated
+
 SEED, M = 0x9747B28C, 0x5BD1E995
 MASK = 0xFFFFFFFF
 
@@ -57,6 +59,4 @@ def _murmur2_partitions(data, ends, partitions):
 
 def partitions_of(keys: list[str], partitions: int) -> np.ndarray:
     """``partition_of`` for many keys at once."""
-    data = [key.encode() for key in keys]
-    ends = np.cumsum(np.fromiter(map(len, data), np.int64, len(data)))
-    return _murmur2_partitions(np.frombuffer(b"".join(data), np.uint8), ends, partitions)
+    return _murmur2_partitions(*concatenated([key.encode() for key in keys]), partitions)

@@ -64,14 +64,14 @@ class EventBatch:
         if unknown.any():
             raise ValueError(f"unknown event kind {kinds[int(np.argmax(unknown))]!r}")
         return cls(
-            created, np.fromiter(map(event_key, ids), np.int64, len(ids)), objects(items), objects(customers),
+            created, np.fromiter(map(event_key, ids), np.int64, len(ids)), _objects(items), _objects(customers),
             np.array(times, np.int64), np.array(prices, np.int64), np.array(days, np.int64),
         )  # fmt: skip
 
     @classmethod
     def empty(cls) -> EventBatch:
         ints = np.zeros(0, np.int64)
-        return cls(np.zeros(0, bool), ints, objects(()), objects(()), ints, ints, ints)
+        return cls(np.zeros(0, bool), ints, _objects(()), _objects(()), ints, ints, ints)
 
     def take(self, selected: np.ndarray) -> EventBatch:
         """The events a boolean mask or an index array selects, in order."""
@@ -101,7 +101,7 @@ class EventBatch:
             raise ValueError(f"unexpected columns {table.schema.names} (format {table.schema.metadata})")
         if any(column.null_count for column in table.columns):
             raise ValueError("a forwarded batch has null values")
-        return cls(*(_numpy(table.column(i)) for i in range(table.num_columns)))
+        return cls(*(column.to_numpy() for column in table.columns))  # strings as an object array
 
     @classmethod
     def from_json_batch(cls, payload: bytes) -> EventBatch:
@@ -122,13 +122,7 @@ class EventBatch:
                 self.rental_days)  # fmt: skip
 
 
-def objects(values) -> np.ndarray:
+def _objects(values) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
-
-
-def _numpy(column: pa.ChunkedArray) -> np.ndarray:
-    if pa.types.is_string(column.type):
-        return objects(column.to_pylist())
-    return column.to_numpy()

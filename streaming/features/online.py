@@ -24,6 +24,7 @@ from rental.settings import Settings
 from streaming.features.proto_columns import CODES, column_matrix, encode_rows, timestamps_us
 from streaming.features.redis_layout import EntityKeys, view_fields
 from streaming.features.resp import HsetPipe
+from streaming.packed import concatenated
 
 # Each key's stored field, in one call (a pipelined HGET costs ~10 µs of redis-py's Python).
 HGET_MANY = """
@@ -34,9 +35,7 @@ end
 return out
 """
 WRITE_CHUNK = 10_000  # keys per pipelined write, to bound the size of one payload
-
-
-UNSEEN = np.iinfo(np.int64).min
+UNSEEN = np.iinfo(np.int64).min  # no stamp known for the entity yet
 
 
 def _timestamp_us(proto_bytes: bytes | None) -> int:
@@ -55,8 +54,8 @@ class OnlineWriter:
         for fv in store.list_feature_views():
             ts_field, fields = view_fields(fv, config, [f.name for f in fv.features])
             codes = [CODES.get(f.dtype.to_value_type()) for f in fv.features]
-            names = [ts_field.encode(), *(f.encode() if isinstance(f, str) else f for f in fields)]
-            self.views[fv.name] = (fv.entity_columns[0].name, ts_field, names,
+            field_names = concatenated([ts_field.encode(), *(f.encode() if isinstance(f, str) else f for f in fields)])
+            self.views[fv.name] = (fv.entity_columns[0].name, ts_field, field_names,
                                    [f.name for f in fv.features], codes)  # fmt: skip
         self._pipe = HsetPipe(self.redis)
         self._hget_many = self.redis.register_script(HGET_MANY)

@@ -14,6 +14,8 @@ import pyarrow as pa
 from feast.value_type import ValueType
 from numba import njit
 
+from streaming.packed import concatenated
+
 # Column codes; the values travel as int64 (doubles and floats as their float64 bits).
 INT64, INT32, DOUBLE, FLOAT, UNIX_SECONDS_FROM_US = range(5)
 CODES = {
@@ -145,8 +147,7 @@ def _timestamps_us(buf, ends):
 def timestamps_us(protos: list[bytes], fallback) -> np.ndarray:
     """Stored Timestamp protos (b"" for none) as µs since the epoch, -1 for none; ``fallback``
     reads any this pass cannot."""
-    ends = np.cumsum(np.fromiter(map(len, protos), np.int64, len(protos)))
-    out = _timestamps_us(np.frombuffer(b"".join(protos), np.uint8), ends)
+    out = _timestamps_us(*concatenated(protos))
     for i in np.flatnonzero(out == -2).tolist():
         out[i] = fallback(protos[i])
     return out

@@ -16,6 +16,8 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 from numba import njit
 
+from streaming.packed import concatenated
+
 _U32 = struct.Struct("<I").pack
 
 
@@ -42,9 +44,7 @@ class EntityKeys:
     def __call__(self, join_key: str, entity: str) -> bytes:
         found = self._keys.get((join_key, entity))
         if found is None:
-            head = self._heads.get(join_key, b"?")
-            if head == b"?":
-                head = self._heads[join_key] = self._string_head(join_key)
+            head = self._head(join_key)
             if head is None:
                 found = self._feast(join_key, entity)
             else:
@@ -57,18 +57,20 @@ class EntityKeys:
     def many(self, join_key: str, entities: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
         """The keys of many entities laid end to end (buffer, each key's end), built in one
         compiled pass from the Arrow array's own bytes when the layout allows."""
-        head = self._heads.get(join_key, b"?")
-        if head == b"?":
-            head = self._heads[join_key] = self._string_head(join_key)
+        head = self._head(join_key)
         if head is None or entities.null_count:
-            keys = [self(join_key, entity) for entity in entities.to_pylist()]
-            ends = np.cumsum(np.fromiter(map(len, keys), np.int64, len(keys)))
-            return np.frombuffer(b"".join(keys), np.uint8), ends
+            return concatenated([self(join_key, entity) for entity in entities.to_pylist()])
         _, offsets, data = entities.buffers()
         offsets = np.frombuffer(offsets, np.int32)[entities.offset : entities.offset + len(entities) + 1]
         data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
         return _string_keys(np.frombuffer(head, np.uint8), offsets.astype(np.int64), data,
                             np.frombuffer(self._project_bytes, np.uint8))  # fmt: skip
+
+    def _head(self, join_key: str) -> bytes | None:
+        """The join key's fixed key head (None: Feast's own function builds its keys)."""
+        if join_key not in self._heads:
+            self._heads[join_key] = self._string_head(join_key)
+        return self._heads[join_key]
 
     def _feast(self, join_key: str, entity: str) -> bytes:
         proto = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=entity)])

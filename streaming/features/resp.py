@@ -76,12 +76,6 @@ def hset_commands(keys, key_ends, fields, field_ends, values, value_ends):
     return buf[:pos]
 
 
-def concatenated(items: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """Byte strings as (one uint8 buffer, each one's end offset)."""
-    ends = np.cumsum(np.fromiter(map(len, items), np.int64, len(items)))
-    return np.frombuffer(b"".join(items), np.uint8), ends
-
-
 class HsetPipe:
     """One connection that sends a batch of HSETs in one write and checks every reply."""
 
@@ -92,14 +86,13 @@ class HsetPipe:
         self._connection = redis.connection_pool.make_connection()
         self._connection.connect()
 
-    def hset_many(self, keys: np.ndarray, key_ends: np.ndarray, fields: list[bytes], values: np.ndarray,
-                  value_ends: np.ndarray) -> None:  # fmt: skip
-        """HSET each key (``keys`` cut at ``key_ends``) to its ``len(fields)`` values (``values``
-        cut at ``value_ends``, key by key)."""
+    def hset_many(self, keys: np.ndarray, key_ends: np.ndarray, fields: tuple[np.ndarray, np.ndarray],
+                  values: np.ndarray, value_ends: np.ndarray) -> None:  # fmt: skip
+        """HSET each key (``keys`` cut at ``key_ends``) to one value per field (``fields``:
+        ``packed.concatenated`` field names; ``values`` cut at ``value_ends``, key by key)."""
         if not len(key_ends):
             return
-        field_bytes, field_ends = concatenated(fields)
-        payload = hset_commands(keys, key_ends, field_bytes, field_ends, values, value_ends.astype(np.int64))
+        payload = hset_commands(keys, key_ends, *fields, values, value_ends.astype(np.int64))
         sock = self._connection._sock  # redis-py keeps no public handle on it
         sock.sendall(payload)
         replies, seen = bytearray(), 0

@@ -7,7 +7,8 @@ import os
 import numpy as np
 from redis.connection import PythonRespSerializer
 
-from streaming.features.resp import concatenated, hset_commands
+from streaming.features.resp import hset_commands
+from streaming.packed import concatenated
 
 PACK = PythonRespSerializer(buffer_cutoff=1 << 30, encode=lambda value: value).pack
 
