@@ -104,8 +104,10 @@ class HsetPipe:
             replies += chunk
             seen += chunk.count(b"\n")
         if replies.count(b"\n:") + replies.startswith(b":") != len(key_ends):
-            line = next(line for line in bytes(replies).split(b"\r\n") if line.startswith(b"-"))
-            raise RuntimeError(f"Redis refused an HSET: {line[1:].decode(errors='replace')}")
+            error = next((line for line in bytes(replies).split(b"\r\n") if line.startswith(b"-")), None)
+            if error is None:  # not an error reply, yet not an integer: not an HSET's answer
+                raise RuntimeError(f"unexpected replies to {len(key_ends)} HSETs: {bytes(replies[:200])!r}")
+            raise RuntimeError(f"Redis refused an HSET: {error[1:].decode(errors='replace')}")
 
     def close(self) -> None:
         self._connection.disconnect()
