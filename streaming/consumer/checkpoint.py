@@ -72,7 +72,8 @@ class BackgroundSaver:
     offsets committed) holds. One checkpoint at a time, written in order.
     """
 
-    def __init__(self):
+    def __init__(self, nice: int = 0):
+        self._nice = nice  # the child's CPU priority below its parent's: it is background work
         self._child: tuple[int, Callable[[], None]] | None = None
         self._lock = threading.Lock()  # the rebalance callback waits from the client's IO thread
 
@@ -82,6 +83,7 @@ class BackgroundSaver:
         if pid == 0:  # the child: do the writes and leave, touching nothing else of the parent's
             code = 1
             try:
+                os.nice(self._nice)
                 work()
                 code = 0
             except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import time
@@ -81,6 +82,10 @@ def run_stage(settings: Settings, name: str, max_seconds: float | None, until_id
     if name not in defined:
         raise typer.BadParameter(f"unknown stage {name!r}; known: {list(defined)}")
     catalogue = load_catalogue(settings)
+    if defined[name].reads_batches:
+        # The items stage is the head of the pipeline: the others can only work on what it
+        # forwards. Where they share cores, they yield to it and catch up in its gaps.
+        os.nice(settings.stream_background_nice)
     preload()  # before joining the group, so the first poll does not wait (done already when forked)
     writer = OnlineWriter(feature_store(settings), settings)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5,
@@ -111,10 +116,12 @@ def run_stage(settings: Settings, name: str, max_seconds: float | None, until_id
                 break
     finally:
         runner.close()
+        writer.close()
         producer.close()
         if stats is not None:
             # Wall-clock times, so a supervisor can combine stages that ran in parallel.
-            stats |= {"first_record": first_record, "last_record": last_record, "closed": time.time()}
+            stats |= {"first_record": first_record, "last_record": last_record, "last_commit": runner.advanced_at,
+                      "closed": time.time()}  # fmt: skip
         if live:
             live.update(_status([runner], started))
             live.stop()

@@ -2,9 +2,9 @@
 
 Per poll: decode and check each event (bad ones to the DLQ), apply it to its partition's
 window state, write the changed entities to Redis, and keep the rows for the offline store.
-Every ``checkpoint_every_s``: flush forwarded and dead-lettered events, append the rows to the
-Parquet offline store, save each partition's state with its next offset, then commit those
-offsets. Offsets are therefore committed only after the features they produced are written, and
+Every ``checkpoint_every_s``, and once a burst drains: flush forwarded and dead-lettered events,
+append the rows to the Parquet offline store, save each partition's state with its next offset,
+then commit those offsets. Offsets are therefore committed only after the features they produced are written, and
 a restart resumes from the saved state: nothing is lost and nothing counts twice.
 
 Each partition has its own clock (its largest event time); when a partition is caught up its
@@ -40,6 +40,7 @@ from streaming.features.pipeline import APPLIED, DUPLICATE, UNKNOWN_ITEM, Catalo
 GC_FULL_EVERY_S = 600.0
 UNASSIGNED_POLL_MS = 10
 DRAINED_CHECKPOINT_S = 1.0  # a drained stage checkpoints once this long has passed since its last one
+SAVING_POLL_MS = 10  # poll timeout while a checkpoint is being written
 FORWARD_BATCH = 5_000  # events per forwarded message: ~350 KB, well under Kafka's 1 MB message limit
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,6 @@ class Counters:
     events: int = 0
     duplicates: int = 0
     rows_online: int = 0
-    rows_offline: int = 0
     checkpoints: int = 0
     commit_retries: int = 0
 
@@ -83,13 +83,16 @@ class StageRunner:
         self.counters = Counters()
         self._last_checkpoint = time.monotonic()
         self._since_checkpoint = 0  # records read since the last checkpoint
+        self._catching_up = False  # a poll since the last checkpoint came back full
         self._last_full_gc = time.monotonic()
-        self.saver = checkpoint.BackgroundSaver()
+        self.saver = checkpoint.BackgroundSaver(nice=settings.stream_background_nice)
         self._poll_timeout_ms = poll_timeout_ms or settings.stream_poll_timeout_ms
         self.consumer = self._join()
         self._joined_at = time.monotonic()
         self.rejoins = 0
         self.polled_at: float | None = None
+        self.advanced_at: float | None = None  # when a commit last moved an offset forward
+        self._committed: dict[TopicPartition, int] = {}
 
     def _join(self) -> KafkaConsumer:
         consumer = KafkaConsumer(
@@ -129,9 +132,10 @@ class StageRunner:
                 time.sleep(max(0.0, self._poll_timeout_ms - UNASSIGNED_POLL_MS) / 1000)
                 return 0
         self.polled_at = time.time()  # busy time starts when the poll that returns the first records is made
-        batches = self.consumer.poll(
-            timeout_ms=self._poll_timeout_ms, max_records=self.settings.stream_max_poll_records
-        )
+        # While a checkpoint is being written, short polls: its commit follows within a few ms
+        # of the child's exit instead of a whole poll timeout later.
+        timeout_ms = min(self._poll_timeout_ms, SAVING_POLL_MS) if self.saver.busy else self._poll_timeout_ms
+        batches = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.settings.stream_max_poll_records)
         if self._pending:  # every new partition is sought to its start; records fetched before that are dropped
             for tp in self._setup_assigned():
                 batches.pop(tp, None)
@@ -144,17 +148,20 @@ class StageRunner:
             part.next_offset = records[-1].offset + 1
             n += len(records)
         self._send_outbox()
-        self._advance_idle_partitions()
+        caught_up = self._advance_idle_partitions()
         self._write_rows()
         self.saver.poll()
         self._tidy_memory()
         self._since_checkpoint += n
+        self._catching_up |= n >= self.settings.stream_max_poll_records  # a full poll: a backlog
         since = time.monotonic() - self._last_checkpoint
-        # Periodically, and as soon as a burst is drained (an empty poll), so offsets and the
-        # offline store catch up with Redis within a second of the stream going quiet. While the
-        # previous checkpoint is still being written the next one waits, rather than the loop.
+        # Periodically, and as soon as a burst is drained (an empty poll, or the poll that caught
+        # up with a backlog), so offsets and the offline store catch up with Redis within a
+        # second of the stream going quiet. While the previous checkpoint is still being written
+        # the next one waits, rather than the loop.
+        drained = n == 0 or (caught_up and self._catching_up)
         due = since >= self.settings.checkpoint_every_s or (
-            n == 0 and self._since_checkpoint and since >= DRAINED_CHECKPOINT_S
+            drained and self._since_checkpoint and since >= DRAINED_CHECKPOINT_S
         )
         if due and not self.saver.busy:
             self.checkpoint(background=True)
@@ -229,12 +236,16 @@ class StageRunner:
     def _now_us(self) -> int:
         return to_us(self.settings.stream_now or datetime.now(UTC))
 
-    def _advance_idle_partitions(self) -> None:
-        now_us = self._now_us()
+    def _advance_idle_partitions(self) -> bool:
+        """Decay the windows of partitions with nothing left to read; True if that is all of them."""
+        now_us, all_caught_up = self._now_us(), True
         for tp, part in self.parts.items():
             highwater = self.consumer.highwater(tp)
             if highwater is not None and part.next_offset is not None and part.next_offset >= highwater:
                 part.pipeline.advance(now_us)
+            else:
+                all_caught_up = False
+        return all_caught_up
 
     def _write_rows(self) -> None:
         view = self.stage.view
@@ -263,7 +274,6 @@ class StageRunner:
         self._sent = []
         tables, self.offline_rows = self.offline_rows, []
         rows = pa.concat_tables(tables) if tables else None
-        self.counters.rows_offline += rows.num_rows if rows is not None else 0
         saved = [(tp, part.next_offset, part.pipeline.state()) for tp, part in self.parts.items()
                  if part.next_offset is not None]  # fmt: skip
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset, _ in saved}
@@ -276,6 +286,7 @@ class StageRunner:
                 checkpoint.save(settings, group, tp.topic, tp.partition, offset, state)
 
         def then() -> None:
+            self.writer.flush()  # the Redis writes (queued, see resp.HsetPipe) have landed too
             if offsets and commit:
                 self._commit(offsets)
 
@@ -288,10 +299,14 @@ class StageRunner:
         self.counters.checkpoints += 1
         self._last_checkpoint = time.monotonic()
         self._since_checkpoint = 0
+        self._catching_up = False
 
     def _commit(self, offsets: dict) -> None:
         try:
             self.consumer.commit(offsets)
+            if any(self._committed.get(tp) != meta.offset for tp, meta in offsets.items()):
+                self.advanced_at = time.time()  # the moment these events count as written
+                self._committed.update({tp: meta.offset for tp, meta in offsets.items()})
         except KafkaTimeoutError as exc:
             # The saved checkpoint is what a restart resumes from; Kafka's copy of the offsets
             # only lags behind it, and the next checkpoint commits them again.

@@ -202,11 +202,15 @@ def supervise(settings: Settings, names: list[str], max_seconds: float | None, u
 
 def _merge(stats_dir: Path, names: list[str], drained_at: float | None) -> dict:
     """Stages ran in parallel: busy time runs from the first record any stage read to the moment
-    every group's committed offset reached the end (committed = features written)."""
+    every group's committed offset reached the end (committed = features written). That moment
+    is the last commit that moved an offset, as the stage timed it; the lag seen at zero
+    (``drained_at``, polled every 0.25 s) confirms it was the last."""
     parts = [json.loads((stats_dir / f"{n}.json").read_text()) for n in names if (stats_dir / f"{n}.json").exists()]
     firsts = [p["first_record"] for p in parts if p.get("first_record")]
+    commits = [p.get("last_commit") for p in parts]
+    end = max(commits) if drained_at and commits and None not in commits else drained_at
     return {
-        "busy_s": (drained_at - min(firsts)) if firsts and drained_at else None,
+        "busy_s": (end - min(firsts)) if firsts and end else None,
         "events": {k: v for p in parts for k, v in p["events"].items()},
         "duplicates": sum(p["duplicates"] for p in parts),
         "dead_letters": sum(p["dead_letters"] for p in parts),

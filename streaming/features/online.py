@@ -66,11 +66,16 @@ class OnlineWriter:
         self._stamped: dict[str, dict[str, int]] = {}
 
     def forget(self) -> None:
+        self.flush()  # what this writer has in flight lands before anyone else reads the keys
         self._stamped.clear()
+
+    def flush(self) -> None:
+        """Every row ``write`` was given is in Redis; the first failed write raises."""
+        self._pipe.flush()
 
     def write(self, view: str, rows: pa.Table) -> int:
         """Write the latest row of each entity in ``rows`` (an engine's table, each entity's
-        rows in time order); return how many were written."""
+        rows in time order); return how many. The HSETs are queued: ``flush`` to know they landed."""
         if rows.num_rows == 0:
             return 0
         join_key, ts_field, fields, features, codes = self.views[view]

@@ -33,9 +33,11 @@ def test_a_recomputed_row_stamped_earlier_still_replaces_the_stored_one(tmp_path
         return store.get_online_features(features=features, entity_rows=[{"item_id": "item_x"}]).to_dict()
 
     writer.write("item_popularity", _row(1000 * DAY_US, 3))
+    writer.flush()
     assert read()["bookings_7d"] == [3] and read()["avg_price_30d"] == [None]
     # After a restart the same entity's newest state can carry an earlier stamp: it must win.
     writer.write("item_popularity", _row(999 * DAY_US, 5))
+    writer.flush()
     assert read()["bookings_7d"] == [5]
     stored = redis_py.Redis.from_url(local.redis_url)
     assert len(stored.keys()) == 1
@@ -49,11 +51,14 @@ def test_a_refused_write_raises_with_redis_reason_and_the_writer_goes_on(tmp_pat
     store = feature_store(local)
     writer = OnlineWriter(store, local)
     writer.write("item_popularity", _row(1000 * DAY_US, 2))
+    writer.flush()
     key = writer._redis_key("item_id", "item_x")
     stored.set(key, b"not a hash")  # the writer knows the key: its next write goes straight to HSET
+    writer.write("item_popularity", _row(1001 * DAY_US, 3))  # queued: the refusal comes with the flush
     with pytest.raises(RuntimeError, match="WRONGTYPE"):
-        writer.write("item_popularity", _row(1001 * DAY_US, 3))
+        writer.flush()
     stored.delete(key)
     writer.write("item_popularity", _row(1002 * DAY_US, 4))  # every reply was read: the connection is in step
+    writer.flush()
     read = store.get_online_features(features=["item_popularity:bookings_7d"], entity_rows=[{"item_id": "item_x"}])
     assert read.to_dict()["bookings_7d"] == [4]
