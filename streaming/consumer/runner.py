@@ -331,6 +331,8 @@ class StageRunner:
         backfill = None
         partitions, self._pending = self._pending, []
         self.writer.forget()  # another process may have written these keys meanwhile
+        if not self.parts:  # owning nothing until now, there was nothing to save: the interval starts here
+            self._last_checkpoint = time.monotonic()
         for tp in partitions:
             pipeline = FeaturePipeline(self.catalogue, views=(self.stage.view,))
             saved = checkpoint.load(self.settings, group, tp.topic, tp.partition)
