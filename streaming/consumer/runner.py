@@ -4,8 +4,9 @@ Per poll: decode and check each event (bad ones to the DLQ), apply it to its par
 window state, write the changed entities to Redis, and keep the rows for the offline store.
 Every ``checkpoint_every_s``, and once a burst drains: flush forwarded and dead-lettered events,
 append the rows to the Parquet offline store, save each partition's state with its next offset,
-then commit those offsets. Offsets are therefore committed only after the features they produced are written, and
-a restart resumes from the saved state: nothing is lost and nothing counts twice.
+then commit those offsets. Offsets are therefore committed only after the features they
+produced are written, and a restart resumes from the saved state: nothing is lost and nothing
+counts twice.
 
 Each partition has its own clock (its largest event time); when a partition is caught up its
 clock follows the wall clock (or ``settings.stream_now``), so windows decay without events.
