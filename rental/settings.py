@@ -78,7 +78,10 @@ class Settings(BaseSettings):
     stream_poll_timeout_ms: int = 100
     checkpoint_every_s: float = Field(default=10.0, gt=0, description="state saved and offsets committed")
     stream_background_nice: int = Field(
-        default=19, ge=0, le=19, description="CPU niceness of the customer and category stages and of checkpoint writers"
+        default=19,
+        ge=0,
+        le=19,
+        description="CPU niceness of the customer and category stages and of checkpoint writers",
     )
     stream_now: datetime | None = Field(
         default=None, description="Replays and tests: the 'now' windows decay to when the stream is idle."
