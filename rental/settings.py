@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     stream_poll_timeout_ms: int = 100
     checkpoint_every_s: float = Field(default=10.0, gt=0, description="state saved and offsets committed")
     stream_background_nice: int = Field(
-        default=19,
+        default=5,
         ge=0,
         le=19,
         description="CPU niceness of the customer and category stages and of checkpoint writers",

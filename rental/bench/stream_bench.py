@@ -3,7 +3,9 @@
 In one run, on its own topics, consumer groups and Redis db:
 
 1. a simulated history (100,000 items by default) is produced to Kafka as booking events;
-2. a plain consumer reads the topic back with the stages' fetch sizes: the raw consume rate;
+2. a plain kafka-python consumer reads the topic back with the stages' fetch sizes: the raw
+   consume rate; and again reading whole record batches as the items stage reads them
+   (``record_blocks``): how fast the topic can be read at all, beside it for reference;
 3. ``rental stream features`` (all three stages, one process each) consumes the same events from
    the start until drained: events/s from Kafka to features written in Redis and Parquet, and
    the largest process's peak memory.
@@ -36,6 +38,7 @@ from rich.console import Console
 
 from rental.bench.sandbox import make_world
 from rental.settings import get_settings
+from streaming.consumer.record_blocks import read_blocks, warm_up
 from streaming.consumer.runner import fetch_options
 from streaming.events import BookingCreated, encode
 from streaming.features.store import feature_store
@@ -50,10 +53,15 @@ stderr = Console(stderr=True)
 N_PROBES = 20
 
 
-def _raw_consume_rate(settings, total: int) -> float:
+def _raw_consume_rate(settings, total: int, blocks: bool = False) -> float:
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False, **fetch_options(settings)
     )  # the stages' own fetch sizes
+    size = len  # of a partition's records
+    if blocks:  # a partition's blocks of records; the compiled pass loaded before the clock
+        warm_up()
+        read_blocks(consumer)
+        size = lambda got: sum(map(len, got))  # noqa: E731
     # Every partition assigned by hand: no group join to wait out inside the timed polls (a
     # stage's clock, too, starts only once its partitions are assigned and set up).
     partitions = [
@@ -67,7 +75,7 @@ def _raw_consume_rate(settings, total: int) -> float:
         batch = consumer.poll(timeout_ms=500)
         if batch and started is None:  # the clock starts when the poll that returns records is made
             started = asked  # (after the group join), so the first poll's fetch and parse count
-        seen += sum(len(records) for records in batch.values())
+        seen += sum(map(size, batch.values()))
     elapsed = time.perf_counter() - started
     consumer.close()
     return total / elapsed
@@ -146,6 +154,7 @@ def main(
     producer.close()
     stderr.print(f"{total:,} events produced; raw consume ...")
     raw = _raw_consume_rate(world.settings, total)
+    raw_batches = _raw_consume_rate(world.settings, total, blocks=True)
 
     stderr.print("feature consumer from the start of the topic ...")
     stats_file = tmp / "stats.json"
@@ -173,6 +182,7 @@ def main(
         "consumer_events_per_s": round(total / stats["busy_s"]),
         "raw_consume_events_per_s": round(raw),
         "ratio_to_raw": round(total / stats["busy_s"] / raw, 3),
+        "raw_batch_read_events_per_s": round(raw_batches),
         "stage_events_per_s": stats["stage_events_per_s"],
         "stage_cpu_s": stats["cpu_s"],
         "stage_checkpoint_cpu_s": stats["checkpoint_cpu_s"],

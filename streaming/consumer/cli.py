@@ -84,7 +84,7 @@ def run_stage(settings: Settings, name: str, max_seconds: float | None, until_id
     catalogue = load_catalogue(settings)
     if defined[name].reads_batches:
         # The items stage is the head of the pipeline: the others can only work on what it
-        # forwards. Where they share cores, they yield to it and catch up in its gaps.
+        # forwards. Where they share cores, they give way to it and catch up in its gaps.
         os.nice(settings.stream_background_nice)
     preload()  # before joining the group, so the first poll does not wait (done already when forked)
     writer = OnlineWriter(feature_store(settings), settings)
@@ -185,6 +185,7 @@ def preload() -> None:
     import streaming.features.store  # noqa: F401
     from streaming.consumer.canonical_scan import warm_up as warm_up_decoder
     from streaming.consumer.partitioning import partitions_of
+    from streaming.consumer.record_blocks import warm_up as warm_up_reader
     from streaming.features.proto_columns import warm_up as warm_up_encoder
     from streaming.features.redis_layout import warm_up as warm_up_keys
     from streaming.features.resp import warm_up as warm_up_commands
@@ -195,6 +196,7 @@ def preload() -> None:
         warm_up_encoder(),
         warm_up_commands(),
         warm_up_decoder(),
+        warm_up_reader(),
         warm_up_keys(),
         partitions_of(["warm-up"], 1),
     )

@@ -31,7 +31,6 @@ from streaming.events import (
 from streaming.features.definitions import to_us
 from streaming.features.event_batch import EventBatch, event_key
 from streaming.features.pipeline import CANCELLED, CREATED
-from streaming.packed import concatenated
 
 # The fields ``_fast`` reads and checks, by event type. The event models are the truth: if one
 # gains or loses a field, importing this module fails rather than letting the fast path accept
@@ -94,15 +93,15 @@ def _fast(payload: bytes) -> tuple | None:
     return (CREATED, event_id, item_id, customer_id, to_us(at), round(price * 100), days)
 
 
-def decode_many(payloads: list[bytes]) -> tuple[EventBatch, list[int], list[tuple[int, str]]]:
-    """A poll's payloads as (the valid events as columns, the payload index of each, and
-    (index, reason) for each invalid one), in payload order.
+def decode_many(buf: np.ndarray, ends: np.ndarray) -> tuple[EventBatch, list[int], list[tuple[int, str]]]:
+    """A poll's payloads (laid end to end in ``buf``, payload i ending at ``ends[i]``, as
+    ``packed.concatenated`` lays them) as (the valid events as columns, the payload index of
+    each, and (index, reason) for each invalid one), in payload order.
 
     Payloads in the producers' exact bytes are read by one compiled pass (``canonical_scan``);
     anything else goes through ``decode_args`` one by one and is merged back in order."""
-    if not payloads:
+    if not len(ends):
         return EventBatch.empty(), [], []
-    buf, ends = concatenated(payloads)
     ok, created, time_us, pence, days, strings, string_ends = scan(buf, ends, LITERALS, MAX_LENGTHS)
     fast = np.flatnonzero(ok)
     event_ids, items, customers = (_strings(strings[f], string_ends[f][fast]) for f in range(STRING_FIELDS))
@@ -112,7 +111,7 @@ def decode_many(payloads: list[bytes]) -> tuple[EventBatch, list[int], list[tupl
     errors, events, slow_owner = [], [], []
     for i in np.flatnonzero(~ok).tolist():  # exactly as pydantic decides, one by one
         try:
-            events.append(decode_args(payloads[i]))
+            events.append(decode_args(buf[ends[i - 1] if i else 0 : ends[i]].tobytes()))
             slow_owner.append(i)
         except EventError as exc:
             errors.append((i, str(exc)))

@@ -31,6 +31,7 @@ from streaming.consumer import checkpoint
 from streaming.consumer.dead_letters import DeadLetters
 from streaming.consumer.decoding import decode_many
 from streaming.consumer.partitioning import partition_of, partitions_of
+from streaming.consumer.record_blocks import RecordColumns, read_blocks
 from streaming.consumer.stages import Stage
 from streaming.features.definitions import to_us
 from streaming.features.event_batch import EventBatch
@@ -96,7 +97,7 @@ class StageRunner:
         self._committed: dict[TopicPartition, int] = {}
 
     def _join(self) -> KafkaConsumer:
-        consumer = KafkaConsumer(
+        consumer = KafkaConsumer(  # polls return each partition's records as columns (record_blocks)
             bootstrap_servers=self.settings.bootstrap_servers,
             group_id=self.stage.group(self.settings),
             client_id=f"features-{self.stage.name}",
@@ -105,7 +106,7 @@ class StageRunner:
             **fetch_options(self.settings),
         )
         consumer.subscribe([self.stage.topic], listener=_Rebalance(self))
-        return consumer
+        return read_blocks(consumer)
 
     def rejoin_if_never_assigned(self, after_s: float = 30.0, attempts: int = 3) -> None:
         """Seen a few times with kafka-python 3: a member that never receives its assignment
@@ -141,12 +142,13 @@ class StageRunner:
             for tp in self._setup_assigned():
                 batches.pop(tp, None)
         n = 0
-        for tp, records in batches.items():
+        for tp, blocks in batches.items():
             part = self.parts.get(tp)
             if part is None:  # revoked while the poll was in flight
                 continue
+            records = RecordColumns.concat(blocks)
             self._handle(part, records)
-            part.next_offset = records[-1].offset + 1
+            part.next_offset = int(records.offsets[-1]) + 1
             n += len(records)
         self._send_outbox()
         caught_up = self._advance_idle_partitions()
@@ -184,7 +186,7 @@ class StageRunner:
             self._last_full_gc = now
         gc.freeze()
 
-    def _handle(self, part: PartitionState, records: list) -> None:
+    def _handle(self, part: PartitionState, records: RecordColumns) -> None:
         """Decode a partition's records (bad ones to the DLQ), apply the events in one call,
         and queue what the stage forwards."""
         batch, owner = self._decode(records)  # owner: the record each event came from
@@ -192,7 +194,7 @@ class StageRunner:
             return
         status = part.pipeline.process_batch(batch)
         for i in np.flatnonzero(status == UNKNOWN_ITEM).tolist():
-            self.dead_letters.send(records[owner[i]], f"item_id: unknown item {batch.item_id[i]!r}")
+            self.dead_letters.send(records.record(owner[i]), f"item_id: unknown item {batch.item_id[i]!r}")
         applied = status == APPLIED
         self.counters.duplicates += int(np.count_nonzero(status == DUPLICATE))
         self.counters.events += int(np.count_nonzero(applied))
@@ -207,23 +209,23 @@ class StageRunner:
             for target in np.unique(targets).tolist():
                 self._outbox.setdefault((topic, target), []).append(applied_events.take(targets == target))
 
-    def _decode(self, records: list) -> tuple[EventBatch, list[int]]:
+    def _decode(self, records: RecordColumns) -> tuple[EventBatch, list[int]]:
         """The valid events of a poll's records as columns, and for each the index of its record."""
         owner: list[int] = []
         if self.stage.reads_batches:
             batches = []
-            for i, record in enumerate(records):
+            for i in range(len(records)):
                 try:
-                    batch = EventBatch.forwarded(record.value)
+                    batch = EventBatch.forwarded(records.value(i))
                 except ValueError as exc:
-                    self.dead_letters.send(record, f"forwarded batch: {exc}")
+                    self.dead_letters.send(records.record(i), f"forwarded batch: {exc}")
                     continue
                 batches.append(batch)
                 owner += [i] * len(batch)
             return (EventBatch.concat(batches) if batches else EventBatch.empty()), owner
-        batch, owner, errors = decode_many([record.value for record in records])
+        batch, owner, errors = decode_many(records.values, records.value_ends)
         for i, reason in errors:
-            self.dead_letters.send(records[i], reason)
+            self.dead_letters.send(records.record(i), reason)
         return batch, owner
 
     def _send_outbox(self) -> None:

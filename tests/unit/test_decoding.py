@@ -11,6 +11,7 @@ from streaming.consumer import decoding
 from streaming.consumer.decoding import _fast, as_tuple, decode_args, decode_many
 from streaming.events import EventError, decode, encode
 from streaming.features.event_batch import event_key
+from streaming.packed import concatenated
 from streaming.simulator.replay import history_events
 
 CREATED = {"schema_version": 1, "event_id": "e1", "item_id": "item_1", "customer_id": "cust_1", "booking_id": "b1",
@@ -79,14 +80,14 @@ def test_every_event_the_producers_write_takes_the_fast_path(small_history, monk
     for payload in payloads:
         assert _fast(payload) is not None and _fast(payload) == _slow(payload)
     monkeypatch.setattr(decoding, "decode_args", None)  # decode_many must not need the one-by-one path
-    batch, owner, errors = decode_many(payloads)
+    batch, owner, errors = decode_many(*concatenated(payloads))
     assert owner == list(range(len(payloads))) and not errors
     assert batch.time_us.tolist() == [_slow(p)[4] for p in payloads]
 
 
 def test_decode_many_gives_each_payload_pydantic_s_verdict_in_order():
     corpus = _corpus()
-    batch, owner, errors = decode_many(corpus)
+    batch, owner, errors = decode_many(*concatenated(corpus))
     expected = [(i, _slow(payload)) for i, payload in enumerate(corpus)]
     valid = [(i, event) for i, event in expected if event is not None]
     columns = [c.tolist() for c in (batch.item_id, batch.customer_id, batch.time_us, batch.price_pence,
@@ -94,7 +95,7 @@ def test_decode_many_gives_each_payload_pydantic_s_verdict_in_order():
     got = [(i, tuple(row)) for i, row in zip(owner, zip(*columns, strict=True), strict=True)]
     want = [(i, (e[2], e[3], e[4], e[5], e[6], e[0] == "booking_created")) for i, e in valid]
     assert got == want
-    assert batch.event_key.tolist() == [decode_many([corpus[i]])[0].event_key[0] for i, _ in valid]
+    assert batch.event_key.tolist() == [decode_many(*concatenated([corpus[i]]))[0].event_key[0] for i, _ in valid]
     assert [i for i, _ in errors] == [i for i, event in expected if event is None]
     assert all(reason for _, reason in errors)
 
@@ -110,7 +111,7 @@ def test_byte_level_mutants_of_real_payloads_get_pydantic_s_verdict(small_histor
             at, b = rng.randrange(len(payload)), bytes([rng.choice(alphabet)])
             mutants.append(rng.choice([payload[:at] + b + payload[at + 1 :], payload[:at] + payload[at + 1 :],
                                        payload[:at] + b + payload[at:], payload[:at]]))  # fmt: skip
-    batch, owner, errors = decode_many(mutants)
+    batch, owner, errors = decode_many(*concatenated(mutants))
     expected = [_slow(m) for m in mutants]
     got = dict(zip(owner, zip(batch.time_us.tolist(), batch.price_pence.tolist(), batch.rental_days.tolist(),
                               batch.item_id.tolist(), batch.customer_id.tolist(), batch.event_key.tolist(),
