@@ -129,6 +129,39 @@ def _freshness(world, probes: list[str], rate: float, seconds: float, sim: LiveS
     return latencies
 
 
+def _measure(world, history, config, probes: list[str], rate: float, seconds: float) -> tuple:
+    """The runs, in the world's own topics: (events, raw rate, raw batch-read rate, the
+    consumer's stats, freshness latencies)."""
+    catalogue = pd.concat([history.items, history.items.head(N_PROBES).assign(item_id=probes)], ignore_index=True)
+    write_table(catalogue, ITEMS, world.settings.history_dir / "items.parquet")
+
+    stderr.print("producing the history to Kafka ...")
+    producer = make_producer(world.settings)
+    total = send_events(producer, world.settings.topic_bookings, history_events(history.bookings))
+    producer.close()
+    stderr.print(f"{total:,} events produced; raw consume ...")
+    raw = _raw_consume_rate(world.settings, total)
+    raw_batches = _raw_consume_rate(world.settings, total, blocks=True)
+
+    stderr.print("feature consumer from the start of the topic ...")
+    stats_file = world.settings.data_dir / "stats.json"
+    consumer = world.consumer("--until-idle", "3", "--stats-json", str(stats_file))
+    if consumer.wait(timeout=3600) != 0:
+        raise RuntimeError(f"the consumer failed:\n{world.logs()[-3000:]}")
+    stats = json.loads(stats_file.read_text())
+
+    stderr.print(f"freshness at {rate:,.0f} events/s for {seconds:.0f} s ...")
+    live_consumer = world.consumer()
+    try:
+        sim = LiveSimulator(World(config), history.bookings, seed=3)
+        latencies = _freshness(world, probes, rate, seconds, sim)
+    finally:
+        live_consumer.terminate()
+        live_consumer.wait(timeout=60)
+
+    return total, raw, raw_batches, stats, latencies
+
+
 def main(
     items: int = typer.Option(100_000, help="Catalogue size."),
     bookings: int = typer.Option(200_000, help="Bookings in the produced history."),
@@ -145,36 +178,14 @@ def main(
     # Default settings throughout, as production runs: a stage checkpoints every
     # checkpoint_every_s and as soon as it has drained, so busy time ends once all is written.
     world = make_world(tmp, base, history, redis_db=7)
-    catalogue = pd.concat([history.items, history.items.head(N_PROBES).assign(item_id=probes)], ignore_index=True)
-    write_table(catalogue, ITEMS, world.settings.history_dir / "items.parquet")
-
-    stderr.print("producing the history to Kafka ...")
-    producer = make_producer(world.settings)
-    total = send_events(producer, world.settings.topic_bookings, history_events(history.bookings))
-    producer.close()
-    stderr.print(f"{total:,} events produced; raw consume ...")
-    raw = _raw_consume_rate(world.settings, total)
-    raw_batches = _raw_consume_rate(world.settings, total, blocks=True)
-
-    stderr.print("feature consumer from the start of the topic ...")
-    stats_file = tmp / "stats.json"
-    consumer = world.consumer("--until-idle", "3", "--stats-json", str(stats_file))
-    if consumer.wait(timeout=3600) != 0:
-        raise RuntimeError(f"the consumer failed:\n{world.logs()[-3000:]}")
-    stats = json.loads(stats_file.read_text())
+    try:
+        total, raw, raw_batches, stats, latencies = _measure(world, history, config, probes, rate, seconds)
+    finally:
+        world.remove_topics()
     # The largest process of the consumer, as each measured itself. (This process's
     # RUSAGE_CHILDREN would report its own size: a child forked from it counts the parent's
     # pages until it execs.)
     peak_rss_mb = max(*stats["peak_rss_mb"].values(), stats["supervisor_peak_rss_mb"])
-
-    stderr.print(f"freshness at {rate:,.0f} events/s for {seconds:.0f} s ...")
-    live_consumer = world.consumer()
-    try:
-        sim = LiveSimulator(World(config), history.bookings, seed=3)
-        latencies = _freshness(world, probes, rate, seconds, sim)
-    finally:
-        live_consumer.terminate()
-        live_consumer.wait(timeout=60)
 
     slowest = sorted(range(len(latencies)), key=latencies.__getitem__)[-5:]
     stderr.print("slowest probes (probe number: ms): " + ", ".join(f"{i}: {latencies[i]:.0f}" for i in slowest))

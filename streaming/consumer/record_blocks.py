@@ -200,14 +200,15 @@ class _BlockRecords(Fetcher.PartitionRecords):
             if self.check_crcs and not batch.validate_crc():
                 raise CorruptRecordError(f"record batch of {tp} at offset {batch.base_offset} failed its CRC check")
             self.leader_epoch = batch.leader_epoch
-            if not self._dropped(batch):
+            if self._dropped(batch):
+                self.next_fetch_offset = batch.next_offset
+            else:  # the position moves past a batch only once it has been read
                 block = RecordColumns.from_batch(tp.topic, tp.partition, batch, self.fetch_offset)
                 self.records_read += len(block)
                 self.bytes_read += batch.size_in_bytes
-                self.next_fetch_offset = batch.next_offset  # before the yield: the block is taken whole
+                self.next_fetch_offset = batch.next_offset  # before the yield: a block is taken whole
                 if len(block):
                     yield block
-            self.next_fetch_offset = batch.next_offset
             batch = records.next_batch()
         self.drain()
 

@@ -83,9 +83,23 @@ def _checkpointed_offsets(world, stage: str) -> int:
     return total
 
 
-def test_sigkill_part_way_then_restart_equals_the_backfill_exactly(tmp_path, settings, history, backfill):
-    world = make_world(tmp_path, settings, history, redis_db=3, RENTAL_STREAM_NOW=NOW.isoformat(),
-                       RENTAL_CHECKPOINT_EVERY_S="0.3", RENTAL_STREAM_MAX_POLL_RECORDS="100")  # fmt: skip
+@pytest.fixture
+def world_of(tmp_path, settings, history):
+    """A streaming world for the test (``sandbox.make_world``), its topics deleted after it."""
+    made = []
+
+    def make(redis_db: int, **overrides: str):
+        made.append(make_world(tmp_path, settings, history, redis_db, **overrides))
+        return made[-1]
+
+    yield make
+    for world in made:
+        world.remove_topics()
+
+
+def test_sigkill_part_way_then_restart_equals_the_backfill_exactly(world_of, history, backfill):
+    world = world_of(redis_db=3, RENTAL_STREAM_NOW=NOW.isoformat(), RENTAL_CHECKPOINT_EVERY_S="0.3",
+                     RENTAL_STREAM_MAX_POLL_RECORDS="100")  # fmt: skip
     producer = make_producer(world.settings)
     sent = send_events(producer, world.settings.topic_bookings, history_events(history.bookings))
     producer.close()
@@ -127,8 +141,8 @@ def test_sigkill_part_way_then_restart_equals_the_backfill_exactly(tmp_path, set
     )
 
 
-def test_bad_events_go_to_the_dlq_with_reasons_and_good_ones_after_them_are_processed(tmp_path, settings, history):
-    world = make_world(tmp_path, settings, history, redis_db=5)
+def test_bad_events_go_to_the_dlq_with_reasons_and_good_ones_after_them_are_processed(world_of, history):
+    world = world_of(redis_db=5)
     item, customer = history.items["item_id"].iloc[0], history.customers["customer_id"].iloc[0]
     good = BookingCreated(
         event_id=f"good-{uuid.uuid4().hex}", booking_id="b-good", item_id=item, customer_id=customer,
