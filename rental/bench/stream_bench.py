@@ -195,6 +195,7 @@ def main(
         "ratio_to_raw": round(total / stats["busy_s"] / raw, 3),
         "raw_batch_read_events_per_s": round(raw_batches),
         "stage_events_per_s": stats["stage_events_per_s"],
+        "stage_timeline_s": stats["stage_timeline_s"],
         "stage_cpu_s": stats["cpu_s"],
         "stage_checkpoint_cpu_s": stats["checkpoint_cpu_s"],
         "freshness_p50_ms": round(float(np.percentile(latencies, 50)), 1),

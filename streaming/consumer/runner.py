@@ -35,7 +35,7 @@ from streaming.consumer.record_blocks import RecordColumns, read_blocks
 from streaming.consumer.stages import Stage
 from streaming.features.definitions import to_us
 from streaming.features.event_batch import EventBatch
-from streaming.features.offline import write_rows
+from streaming.features.offline import STREAM_COMPRESSION, write_rows
 from streaming.features.online import OnlineWriter
 from streaming.features.pipeline import APPLIED, DUPLICATE, UNKNOWN_ITEM, Catalogue, FeaturePipeline
 
@@ -284,7 +284,7 @@ class StageRunner:
 
         def write() -> None:  # the offline rows, then each partition's state with its offset
             if rows is not None:
-                write_rows(settings, view, rows, tag=self.stage.name)
+                write_rows(settings, view, rows, tag=self.stage.name, compression=STREAM_COMPRESSION)
             for tp, offset, state in saved:
                 checkpoint.save(settings, group, tp.topic, tp.partition, offset, state)
 

@@ -78,7 +78,7 @@ class StageProcess:
         self.pid, self.returncode = pid, None
 
     @classmethod
-    def fork(cls, settings: Settings, name: str, stats_json: Path) -> StageProcess:
+    def fork(cls, settings: Settings, name: str, stats_json: Path, inputs) -> StageProcess:
         pid = os.fork()
         if pid:
             return cls(pid)
@@ -86,7 +86,7 @@ class StageProcess:
         try:  # the child: run the stage, then leave without running the parent's clean-up
             from streaming.consumer.cli import run_one
 
-            run_one(settings, name, None, None, False, stats_json)
+            run_one(settings, name, None, None, False, stats_json, inputs)
             code = 0
         except BaseException:
             traceback.print_exc()
@@ -135,10 +135,11 @@ def supervise(settings: Settings, names: list[str], max_seconds: float | None, u
         console.print(f"[red]unknown stage(s) {unknown}; known: {list(all_stages(settings))}[/red]")
         return 2
     stats_dir = Path(tempfile.mkdtemp(prefix="stream-stats-"))
-    from streaming.consumer.cli import preload
+    from streaming.consumer.cli import StageInputs, preload
 
     preload()  # once here, before any thread or client exists: every stage forks from it
-    procs = {name: StageProcess.fork(settings, name, stats_dir / f"{name}.json") for name in names}
+    inputs = StageInputs.load(settings)
+    procs = {name: StageProcess.fork(settings, name, stats_dir / f"{name}.json", inputs) for name in names}
     stop = {"requested": False}
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.update(requested=True))
@@ -217,6 +218,14 @@ def _merge(stats_dir: Path, names: list[str], drained_at: float | None) -> dict:
         "peak_rss_mb": {n: p["peak_rss_mb"] for n, p in zip(names, parts, strict=False)},
         "cpu_s": {n: round(p["cpu_s"], 1) for n, p in zip(names, parts, strict=False)},
         "checkpoint_cpu_s": {n: round(p["checkpoint_cpu_s"], 1) for n, p in zip(names, parts, strict=False)},
+        # When each stage read its first and last record and made its last commit that moved an
+        # offset, in seconds from the first record any stage read: which stage ends the run.
+        "stage_timeline_s": {
+            n: {k: round(p[k] - min(firsts), 2) for k in ("first_record", "last_record", "last_commit") if p.get(k)}
+            for n, p in zip(names, parts, strict=False)
+        }
+        if firsts
+        else {},
         # Each stage on its own: its events over its first-to-last record (the other stages ran
         # beside it on the same cores).
         "stage_events_per_s": {

@@ -32,3 +32,12 @@ def test_without_a_stage_commit_time_the_lag_poll_decides(tmp_path):
 def test_never_drained_means_no_busy_time(tmp_path):
     _write(tmp_path, items=_stage(100.0, 109.0), customers=_stage(101.0, 109.5))
     assert _merge(tmp_path, STAGES, drained_at=None)["busy_s"] is None
+
+
+def test_the_timeline_places_each_stage_from_the_first_record_any_stage_read(tmp_path):
+    _write(tmp_path, items=_stage(100.0, 109.0), customers=_stage(101.0, 109.5))
+    timeline = _merge(tmp_path, STAGES, drained_at=109.8)["stage_timeline_s"]
+    assert timeline == {
+        "items": {"first_record": 0.0, "last_record": 5.0, "last_commit": 9.0},
+        "customers": {"first_record": 1.0, "last_record": 6.0, "last_commit": 9.5},
+    }

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from rental.settings import Settings
-from streaming.features.offline import compact, read_view, view_dir, write_rows
+from streaming.features.offline import STREAM_COMPRESSION, compact, read_view, view_dir, write_rows
 from streaming.features.windows import DAY_US
 
 DAY1 = 20_000 * DAY_US  # 2024-10-04
@@ -47,3 +48,21 @@ def test_a_closed_day_becomes_one_file_with_the_same_rows_and_today_is_left_alon
     assert len(after) == len(before) - 3  # the replayed day-1 rows once; day 2 keeps its duplicate
     pd.testing.assert_frame_equal(_sorted(after), _sorted(before))
     assert compact(settings, before=date(2024, 10, 5))["item_popularity"] == (0, 0)  # nothing left to merge
+
+
+def _codecs(settings: Settings, day: str) -> set[str]:
+    folder = view_dir(settings, "item_popularity") / f"date={day}"
+    return {pq.ParquetFile(f).metadata.row_group(0).column(0).compression for f in folder.glob("*.parquet")}
+
+
+def test_stream_files_are_written_fast_and_compaction_keeps_the_day_compressed_tighter(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    for k in range(2):
+        rows = [_row(f"i{n}", DAY1 + k * 1_000 + n, n) for n in range(50)]
+        write_rows(settings, "item_popularity", rows, tag="items", compression=STREAM_COMPRESSION)
+    assert _codecs(settings, "2024-10-04") == {"LZ4"}
+
+    compact(settings, before=date(2024, 10, 5))
+
+    assert _codecs(settings, "2024-10-04") == {"ZSTD"}
+    assert len(read_view(settings, "item_popularity")) == 100
