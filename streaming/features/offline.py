@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from rental.settings import Settings
 
 WRITER_THREADS = 4
+RECENT_DAYS = 2  # the days of a write that get a partition each; older rows are grouped by month
 # A stream's checkpoint files live a day, until compaction rewrites the day as one zstd file.
 # lz4 writes them with ~30% less CPU than zstd (1.05 against 1.50 s for a catch-up checkpoint of
 # 1.2 million rows in 365 day files), for files ~40% larger: a checkpoint that ends a catch-up
@@ -84,22 +85,39 @@ def _write_parquet(table: pa.Table, path: Path, compression: str = "zstd") -> No
     pq.write_table(table, path, compression=compression, use_dictionary=strings)
 
 
+def _partitions(day: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Each row's partition (an integer key) and each key's folder value.
+
+    The last ``RECENT_DAYS`` days of the rows get a folder a day; older days, a folder a month
+    (``date=YYYY-MM``). A live checkpoint touches one or two days, so nothing changes there; a
+    consumer catching up (or a backfill) touches hundreds, and a file costs ~1 ms of CPU however
+    few its rows: a year of history was 365 files a view per checkpoint, now 14 or so. Old
+    months are closed, so compaction merges each once, as it does a closed day."""
+    recent = day >= day.max() - (RECENT_DAYS - 1)
+    month = day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    key = np.where(recent, day, -1 - month)  # months below zero: never equal to a day
+    labels = {}
+    for k in np.unique(key).tolist():
+        at = np.datetime64(k, "D") if k >= 0 else np.datetime64(-1 - k, "M")
+        labels[k] = str(at)  # 2026-03-05, or 2026-03
+    return key, labels
+
+
 def write_rows(settings: Settings, view: str, rows: list[dict] | pd.DataFrame | pa.Table, tag: str,
                compression: str = "zstd") -> list[Path]:  # fmt: skip
-    """Append rows as one new file per day touched; ``tag`` names the writer (e.g. a partition)."""
+    """Append rows as one new file per partition touched (``_partitions``); ``tag`` names the
+    writer (e.g. a stage)."""
     if len(rows) == 0:
         return []
     table = to_table(view, rows)
-    day = table["event_timestamp"].cast(pa.int64()).to_numpy() // 86_400_000_000
-    if (day[1:] < day[:-1]).any():  # one reorder by day (rows keep their order within a day), then slices
-        order = np.argsort(day, kind="stable")
-        table, day = table.take(order), day[order]
-    days, starts = np.unique(day, return_index=True)
-    ends = np.append(starts[1:], len(day))
-    targets = []
-    for d in days.tolist():
-        stamp = pd.Timestamp(d * 86_400, unit="s").strftime("%Y-%m-%d")
-        targets.append(view_dir(settings, view) / f"date={stamp}" / f"{tag}-{uuid.uuid4().hex[:12]}.parquet")
+    key, labels = _partitions(table["event_timestamp"].cast(pa.int64()).to_numpy() // 86_400_000_000)
+    if (key[1:] != key[:-1]).sum() >= len(labels):  # one reorder (rows keep their order within a partition)
+        order = np.argsort(key, kind="stable")
+        table, key = table.take(order), key[order]
+    change = np.flatnonzero(key[1:] != key[:-1]) + 1  # each partition's rows are now one run
+    starts, ends = np.concatenate([[0], change]), np.append(change, len(key))
+    targets = [view_dir(settings, view) / f"date={labels[k]}" / f"{tag}-{uuid.uuid4().hex[:12]}.parquet"
+               for k in key[starts].tolist()]  # fmt: skip
 
     def write(i: int) -> Path:
         target = targets[i]
@@ -111,7 +129,7 @@ def write_rows(settings: Settings, view: str, rows: list[dict] | pd.DataFrame | 
 
     if len(targets) == 1:
         return [write(0)]
-    # A consumer catching up touches hundreds of days at once, and a small file costs ~2 ms of
+    # Catching up touches a partition a month and a day or two, and a small file costs ~1 ms of
     # mostly per-file work that releases the GIL: written by a few threads side by side.
     with ThreadPoolExecutor(max_workers=min(WRITER_THREADS, len(targets))) as pool:
         return list(pool.map(write, range(len(targets))))
@@ -125,8 +143,17 @@ def read_view(settings: Settings, view: str) -> pd.DataFrame:
     return pa.concat_tables([pq.read_table(f, schema=SCHEMAS[view]) for f in files]).to_pandas()
 
 
+def _closes(partition: str) -> date:
+    """The first day after a partition's days: ``2026-03-05`` closes on 03-06, ``2026-03`` on 04-01."""
+    if len(partition) == len("2026-03"):
+        first = date.fromisoformat(f"{partition}-01")
+        return date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return date.fromisoformat(partition) + timedelta(days=1)
+
+
 def compact(settings: Settings, before: date, views: list[str] | None = None) -> dict[str, tuple[int, int]]:
-    """Merge each closed day's files of a view into one; view -> (files merged, files written).
+    """Merge each closed partition's files of a view into one (a day's, or an old month's, all
+    before ``before``); view -> (files merged, files written).
 
     A streaming writer adds a file per view at every checkpoint, some thousands a day, and a
     reader (DuckDB, a training job) pays for every file it opens. Days before ``before`` are
@@ -139,7 +166,7 @@ def compact(settings: Settings, before: date, views: list[str] | None = None) ->
     for view in views or list(SCHEMAS):
         merged = written = 0
         for day_dir in sorted(view_dir(settings, view).glob("date=*")):
-            if date.fromisoformat(day_dir.name.removeprefix("date=")) >= before:
+            if _closes(day_dir.name.removeprefix("date=")) > before:
                 continue
             files = sorted(day_dir.glob("*.parquet"))
             if len(files) < 2:

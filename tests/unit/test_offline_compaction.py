@@ -66,3 +66,28 @@ def test_stream_files_are_written_fast_and_compaction_keeps_the_day_compressed_t
 
     assert _codecs(settings, "2024-10-04") == {"ZSTD"}
     assert len(read_view(settings, "item_popularity")) == 100
+
+
+def test_old_days_of_a_write_share_a_month_folder_and_a_closed_month_compacts(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    days = [DAY1 - k * DAY_US for k in range(70)]  # 2024-07-27 .. 2024-10-04, newest last below
+    rows = [_row(f"i{k % 7}", at + k, k) for k, at in enumerate(days)]  # newest first: a reorder
+    write_rows(settings, "item_popularity", rows, tag="items")
+    folders = sorted(p.name for p in view_dir(settings, "item_popularity").iterdir())
+    assert folders == ["date=2024-07", "date=2024-08", "date=2024-09", "date=2024-10", "date=2024-10-03",
+                       "date=2024-10-04"]  # fmt: skip
+    assert pd.Series(days).nunique() == 70 and len(read_view(settings, "item_popularity")) == 70
+    month = pq.read_table(next((view_dir(settings, "item_popularity") / "date=2024-09").glob("*.parquet")))
+    stamps = month["event_timestamp"].to_pylist()
+    assert len(stamps) == 30 and stamps == sorted(stamps, reverse=True)  # the write's own order, kept
+    write_rows(settings, "item_popularity", [rows[-1], rows[0]], tag="items")  # replayed: into July and 10-04
+
+    done = compact(settings, before=date(2024, 10, 1))
+
+    assert done["item_popularity"] == (2, 1)  # July's two files; August and September had one each
+    assert len(list((view_dir(settings, "item_popularity") / "date=2024-07").glob("*.parquet"))) == 1
+    after = read_view(settings, "item_popularity")  # July's replayed row once; 10-04 is still open
+    assert len(after) == 71
+    assert set(zip(after["item_id"], after["event_timestamp"].astype("int64"), strict=True)) == {
+        (r["item_id"], r["event_timestamp"]) for r in rows
+    }
