@@ -18,6 +18,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -28,6 +29,9 @@ from rich.table import Table
 from rental.settings import Settings
 from streaming.consumer.stages import stages as all_stages
 from streaming.consumer.usage import cpu_s, peak_rss_mb
+
+if TYPE_CHECKING:
+    from streaming.consumer.cli import StageInputs
 
 console = Console(stderr=True)
 
@@ -78,7 +82,7 @@ class StageProcess:
         self.pid, self.returncode = pid, None
 
     @classmethod
-    def fork(cls, settings: Settings, name: str, stats_json: Path, inputs) -> StageProcess:
+    def fork(cls, settings: Settings, name: str, stats_json: Path, inputs: StageInputs) -> StageProcess:
         pid = os.fork()
         if pid:
             return cls(pid)
