@@ -23,17 +23,9 @@ from redis import Redis
 from rental.settings import Settings
 from streaming.features.proto_columns import CODES, column_matrix, encode_rows, timestamps_us
 from streaming.features.redis_layout import EntityKeys, view_fields
-from streaming.features.resp import HsetPipe
+from streaming.features.resp import HgetMany, HsetPipe
 from streaming.packed import concatenated
 
-# Each key's stored field, in one call (a pipelined HGET costs ~10 µs of redis-py's Python).
-HGET_MANY = """
-local out = {}
-for k = 1, #KEYS do
-  out[k] = redis.call('HGET', KEYS[k], ARGV[1]) or ''
-end
-return out
-"""
 WRITE_CHUNK = 10_000  # keys per pipelined write, to bound the size of one payload
 UNSEEN = np.iinfo(np.int64).min  # no stamp known for the entity yet
 
@@ -58,7 +50,7 @@ class OnlineWriter:
             self.views[fv.name] = (fv.entity_columns[0].name, ts_field, field_names,
                                    [f.name for f in fv.features], codes)  # fmt: skip
         self._pipe = HsetPipe(self.redis)
-        self._hget_many = self.redis.register_script(HGET_MANY)
+        self._hget_many = HgetMany(self.redis)
         self._redis_key = EntityKeys(config)
         # Per view, the stamp this writer last gave each entity, so only entities it has not
         # written yet need a read first. Valid while this process owns the keys: ``forget`` at
@@ -94,8 +86,8 @@ class OnlineWriter:
         key_starts = np.concatenate([[0], key_ends[:-1]])
         for start in range(0, len(unseen), WRITE_CHUNK):  # keys not written yet: what is stored now
             chunk = unseen[start : start + WRITE_CHUNK]
-            keys = [key_bytes[a:b].tobytes() for a, b in zip(key_starts[chunk].tolist(), key_ends[chunk].tolist(), strict=True)]  # fmt: skip
-            previous[chunk] = timestamps_us(self._hget_many(keys=keys, args=[ts_field]), _timestamp_us)
+            stored = self._hget_many(key_bytes, key_starts, key_ends, chunk, ts_field.encode())
+            previous[chunk] = timestamps_us(*stored, _timestamp_us)
         # This consumer owns the key, and its state is the truth. A row stamped at or before the
         # stored one (a restart recomputed it, and rows late events produce are stamped with a
         # clock that a crashed run may have moved further) would be skipped by Feast's reader
@@ -113,4 +105,7 @@ class OnlineWriter:
         return len(names)
 
     def close(self) -> None:
-        self._pipe.close()
+        try:
+            self._pipe.close()
+        finally:
+            self._hget_many.close()

@@ -144,16 +144,16 @@ def _timestamps_us(buf, ends):
     return out
 
 
-def timestamps_us(protos: list[bytes], fallback) -> np.ndarray:
-    """Stored Timestamp protos (b"" for none) as µs since the epoch, -1 for none; ``fallback``
-    reads any this pass cannot."""
-    out = _timestamps_us(*concatenated(protos))
+def timestamps_us(buf: np.ndarray, ends: np.ndarray, fallback) -> np.ndarray:
+    """Stored Timestamp protos end to end in ``buf`` (cut at ``ends``; empty for none) as µs since
+    the epoch, -1 for none; ``fallback`` reads any this pass cannot, given its bytes."""
+    out = _timestamps_us(buf, ends)
     for i in np.flatnonzero(out == -2).tolist():
-        out[i] = fallback(protos[i])
+        out[i] = fallback(buf[ends[i - 1] if i else 0 : ends[i]].tobytes())
     return out
 
 
 def warm_up() -> None:
     """Load (or compile) the encoder now rather than on the first write."""
     encode_rows(np.zeros(1, np.int64), np.zeros((1, 1), np.int64), np.zeros((1, 1), bool), np.zeros(1, np.int64))
-    timestamps_us([b"", b"\x08\x01"], None)
+    timestamps_us(*concatenated([b"", b"\x08\x01"]), None)

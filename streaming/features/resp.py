@@ -1,4 +1,4 @@
-"""Many HSETs to Redis as one pipelined write of plain commands, encoded in one compiled pass.
+"""Many HSETs (or HGETs) to Redis as one pipelined write of plain commands, encoded in one compiled pass.
 
 Redis spent ~20 µs of its CPU per 12-field key running the Lua script that unpacked a blob of
 values and HSET each key; the same HSETs sent as plain commands cost it ~10 µs, and reading
@@ -13,6 +13,11 @@ The write and the reply count run on a thread of the pipe's own: the stage's loo
 left a core unused for ~0.3 s a poll. ``flush`` waits for every write so far and raises the first
 failure; the stage flushes before it commits offsets, so nothing is committed past a write that
 did not land.
+
+Reads of one field of many keys (the stamps a writer must know before it writes) go the same
+way: ``hget_commands`` encodes them, ``bulk_replies`` parses the answers into one buffer. A Lua
+script doing the same HGETs cost Redis ~60% more CPU and held it ~23 ms for 10,000 keys, a stall
+every serving read behind it waited out.
 """
 
 from __future__ import annotations
@@ -85,6 +90,108 @@ def hset_commands(keys, key_ends, fields, field_ends, values, value_ends):
     return buf[:pos]
 
 
+@njit(cache=True)
+def hget_commands(keys, key_starts, key_ends, picked, field):
+    """``HGET key field`` for each key ``picked`` (indices into keys cut at ``key_starts``/``key_ends``)."""
+    size = 32 + len(picked) * (64 + len(field))
+    for k in picked:
+        size += key_ends[k] - key_starts[k]
+    buf = np.empty(size, np.uint8)
+    pos = 0
+    for k in picked:
+        for c in (42, 51, 13, 10, 36, 52, 13, 10, 72, 71, 69, 84, 13, 10):  # *3\r\n$4\r\nHGET\r\n
+            buf[pos] = c
+            pos += 1
+        pos = _bulk(buf, pos, keys, key_starts[k], key_ends[k])
+        pos = _bulk(buf, pos, field, 0, len(field))
+    return buf[:pos]
+
+
+INCOMPLETE, COMPLETE = -1, -2  # bulk_replies' status when it finds no reply it cannot read
+
+
+@njit(cache=True)
+def bulk_replies(buf, n):
+    """The first ``n`` RESP bulk-string replies in ``buf``: (their bytes end to end, each one's
+    end offset; a nil is empty, like a missing field) and a status: ``COMPLETE``, ``INCOMPLETE``
+    (more bytes are due), or the offset of a reply that is not a bulk string (an error)."""
+    out = np.empty(len(buf), np.uint8)
+    ends = np.empty(n, np.int64)
+    pos, size, total = 0, 0, len(buf)
+    for i in range(n):
+        line = pos + 1
+        while line + 1 < total and not (buf[line] == 13 and buf[line + 1] == 10):
+            line += 1
+        if line + 1 >= total:
+            return out[:size], ends, INCOMPLETE
+        if buf[pos] != 36:  # $
+            return out[:size], ends, pos
+        if buf[pos + 1] == 45:  # $-1: nil
+            ends[i] = size
+            pos = line + 2
+            continue
+        length = 0
+        for j in range(pos + 1, line):
+            length = length * 10 + (buf[j] - 48)
+        start = line + 2
+        if start + length + 2 > total:
+            return out[:size], ends, INCOMPLETE
+        out[size : size + length] = buf[start : start + length]
+        size += length
+        ends[i] = size
+        pos = start + length + 2
+    return out[:size], ends, COMPLETE
+
+
+def _own_connection(redis: Redis):
+    """A connection of our own, held for its user's life: its socket is written directly (redis-py
+    opened it: authentication, database and TLS are its)."""
+    connection = redis.connection_pool.make_connection()
+    connection.connect()
+    return connection
+
+
+def _socket(connection):
+    """The connection's socket, reconnected if a failure closed it (as redis-py's next command would)."""
+    connection.connect()  # a no-op while connected
+    return connection._sock  # redis-py keeps no public handle on it
+
+
+class HgetMany:
+    """One field of many keys, read in one pipelined round trip on a connection of its own."""
+
+    RECV = 1 << 20
+
+    def __init__(self, redis: Redis):
+        self._connection = _own_connection(redis)
+
+    def __call__(self, keys: np.ndarray, key_starts: np.ndarray, key_ends: np.ndarray, picked: np.ndarray,
+                 field: bytes) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The ``field`` of each key ``picked`` as (values end to end, each one's end; b"" when unset)."""
+        n = len(picked)
+        field_bytes = np.frombuffer(field, np.uint8)
+        sock = _socket(self._connection)
+        sock.sendall(hget_commands(keys, key_starts, key_ends, picked.astype(np.int64), field_bytes))
+        replies = bytearray()
+        while True:
+            chunk = sock.recv(self.RECV)
+            if not chunk:
+                self._connection.disconnect()
+                raise ConnectionError("Redis closed the connection while HGET replies were due")
+            replies += chunk
+            if replies.endswith(b"\r\n"):  # a reply may end here: try to read them all
+                values, ends, status = bulk_replies(np.frombuffer(replies, np.uint8), n)
+                if status == COMPLETE:
+                    return values, ends
+                if status != INCOMPLETE:
+                    self._connection.disconnect()  # the replies after it are unread: the connection is spent
+                    error = bytes(replies[status : replies.index(b"\r\n", status)])
+                    raise RuntimeError(f"Redis refused an HGET: {error[1:].decode(errors='replace')}")
+
+    def close(self) -> None:
+        self._connection.disconnect()
+
+
 class HsetPipe:
     """One connection that sends batches of HSETs, in order, each in one write, and checks
     every reply; at most ``in_flight`` batches are queued before ``hset_many`` waits."""
@@ -92,9 +199,7 @@ class HsetPipe:
     RECV = 1 << 20
 
     def __init__(self, redis: Redis, in_flight: int = 8):
-        # A connection of our own, held for the writer's life: its socket is written directly.
-        self._connection = redis.connection_pool.make_connection()
-        self._connection.connect()
+        self._connection = _own_connection(redis)
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-hset")  # one: writes stay in order
         self._pending: deque[Future] = deque()
         self._in_flight = in_flight
@@ -117,9 +222,7 @@ class HsetPipe:
             self._pending.popleft().result()
 
     def _send(self, payload: np.ndarray, n_keys: int) -> None:
-        sock = self._connection._sock  # redis-py keeps no public handle on it
-        if sock is None:
-            raise ConnectionError("the Redis connection was closed after an earlier failure")
+        sock = _socket(self._connection)
         sock.sendall(payload)
         replies, seen = bytearray(), 0
         while seen < n_keys:  # every reply is one line: ":<fields added>" or "-<error>"
@@ -147,3 +250,5 @@ def warm_up() -> None:
     """Load (or compile) the encoder now rather than on the first write."""
     one = np.frombuffer(b"k", np.uint8)
     hset_commands(one, np.array([1]), one, np.array([1]), one, np.array([1]))
+    hget_commands(one, np.array([0]), np.array([1]), np.array([0]), one)
+    bulk_replies(np.frombuffer(b"$1\r\nk\r\n$-1\r\n", np.uint8), 2)

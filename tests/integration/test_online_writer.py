@@ -7,7 +7,7 @@ import pytest
 import redis as redis_py
 
 from rental.settings import Settings
-from streaming.features.online import OnlineWriter
+from streaming.features.online import OnlineWriter, _timestamp_us
 from streaming.features.store import apply, feature_store
 
 pytestmark = pytest.mark.integration
@@ -19,6 +19,11 @@ def _row(at_us: int, bookings: int) -> pa.Table:
     return pa.Table.from_pylist([{"item_id": "item_x", "event_timestamp": at_us, "bookings_7d": bookings, "bookings_30d": bookings,
             "revenue_7d": 10.0 * bookings, "revenue_30d": 10.0 * bookings, "avg_price_30d": None,
             "utilisation_30d": 0.1, "cancellations_30d": 0, "last_booking_at": at_us}])  # fmt: skip
+
+
+def _rows(at_us: int, bookings: int, items: int) -> pa.Table:
+    one = _row(at_us, bookings)
+    return pa.concat_tables([one.set_column(0, "item_id", pa.array([f"item_{i}"])) for i in range(items)])
 
 
 def test_a_recomputed_row_stamped_earlier_still_replaces_the_stored_one(tmp_path, settings):
@@ -41,6 +46,34 @@ def test_a_recomputed_row_stamped_earlier_still_replaces_the_stored_one(tmp_path
     assert read()["bookings_7d"] == [5]
     stored = redis_py.Redis.from_url(local.redis_url)
     assert len(stored.keys()) == 1
+
+
+def test_a_restarted_writer_reads_the_stored_stamps_and_still_replaces_the_rows(tmp_path, settings):
+    local = Settings(data_dir=tmp_path, REDIS_URL=settings.redis_url.rsplit("/", 1)[0] + "/6")
+    stored = redis_py.Redis.from_url(local.redis_url)
+    stored.flushdb()
+    apply(local)
+    store = feature_store(local)
+    first = OnlineWriter(store, local)
+    first.write("item_popularity", _rows(1000 * DAY_US, 3, 25))
+    first.close()
+    # A new process knows no stamps: it reads them (one pipelined HGET a key), then stamps after them.
+    second = OnlineWriter(store, local)
+    key = second._redis_key("item_id", "item_7")
+    stored.set(key, b"not a hash")
+    with pytest.raises(RuntimeError, match="WRONGTYPE"):
+        second.write("item_popularity", _rows(999 * DAY_US, 5, 8).slice(7))
+    stored.delete(key)
+    second.write("item_popularity", _rows(999 * DAY_US, 5, 25))  # the failed read left no stale reply on the connection
+    second.flush()
+    entity_rows = [{"item_id": f"item_{i}"} for i in range(25)]
+    read = store.get_online_features(features=["item_popularity:bookings_7d"], entity_rows=entity_rows).to_dict()
+    assert read["bookings_7d"] == [5] * 25
+    keys = [second._redis_key("item_id", f"item_{i}") for i in range(25)]
+    stamps = [_timestamp_us(stored.hget(key, "_ts:item_popularity")) for key in keys]
+    # Just after the stored stamp, so time stays monotonic; item_7's row was deleted: its own stamp.
+    assert stamps == [999 * DAY_US if i == 7 else 1000 * DAY_US + 1 for i in range(25)]
+    second.close()
 
 
 def test_a_refused_write_raises_with_redis_reason_and_the_writer_goes_on(tmp_path, settings):

@@ -73,11 +73,12 @@ def test_a_null_is_an_unset_value_and_rows_keep_their_columns_apart():
 def test_stored_timestamps_are_read_back_as_protobuf_gives_them():
     from streaming.features.online import _timestamp_us  # the one-by-one reader, protobuf's own parser
     from streaming.features.proto_columns import timestamps_us
+    from streaming.packed import concatenated
 
     protos = [b""]
     for us in [*TIMES_US, -1_000_000, -1, 253_402_300_799_999_999]:
         protos.append(Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1_000).SerializeToString())
     odd = Timestamp(seconds=5).SerializeToString() + b"\x1a\x00"  # a field this pass does not read
-    got = timestamps_us([*protos, odd], fallback=lambda proto: -7)
+    got = timestamps_us(*concatenated([*protos, odd]), fallback=lambda proto: -7 if proto == odd else -8)
     assert got.tolist() == [*map(_timestamp_us, protos), -7]
     assert got[2] == 1 and got[-2] == 253_402_300_799_999_999
