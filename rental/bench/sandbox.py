@@ -6,12 +6,13 @@ kept every run's had thousands of partitions to reload at each start."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis as redis_py
@@ -26,6 +27,7 @@ from streaming.tables import History, write_history
 class StreamingWorld:
     settings: Settings
     env: dict[str, str]
+    extra_topics: list[str] = field(default_factory=list)  # made by ``fresh_start``
 
     def consumer(self, *args: str, **env: str) -> subprocess.Popen:
         """`rental stream features` as its own process, as an operator would run it."""
@@ -43,9 +45,27 @@ class StreamingWorld:
         s = self.settings
         return [s.topic_bookings, s.topic_bookings_dlq, s.topic_bookings_by_customer, s.topic_bookings_by_category]
 
+    def fresh_start(self) -> dict[str, str]:
+        """Environment for a consumer that has never run, over the same bookings topic: its own
+        groups and forwarded topics, an emptied Redis db, no offline rows or saved state."""
+        s, run = self.settings, uuid.uuid4().hex[:8]
+        env = {"RENTAL_TOPIC_BOOKINGS_BY_CUSTOMER": f"{s.topic_bookings}.{run}.by-customer",
+               "RENTAL_TOPIC_BOOKINGS_BY_CATEGORY": f"{s.topic_bookings}.{run}.by-category",
+               "RENTAL_CONSUMER_GROUP_PREFIX": f"{s.consumer_group_prefix}-{run}"}  # fmt: skip
+        specs = s.topic_specs()
+        topics = {env["RENTAL_TOPIC_BOOKINGS_BY_CUSTOMER"]: specs[s.topic_bookings_by_customer],
+                  env["RENTAL_TOPIC_BOOKINGS_BY_CATEGORY"]: specs[s.topic_bookings_by_category]}  # fmt: skip
+        with admin_client(s.bootstrap_servers) as admin:
+            ensure_topics(admin, topics)
+        self.extra_topics += topics
+        for folder in (s.offline_dir, s.state_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        redis_py.Redis.from_url(s.redis_url).flushdb()
+        return env
+
     def remove_topics(self) -> None:
         with admin_client(self.settings.bootstrap_servers) as admin:
-            admin.delete_topics(self.topics, raise_errors=False)
+            admin.delete_topics(self.topics + self.extra_topics, raise_errors=False)
 
 
 def make_world(tmp: Path, base: Settings, history: History, redis_db: int, **overrides: str) -> StreamingWorld:

@@ -4,7 +4,7 @@ In one run, on its own topics, consumer groups and Redis db:
 
 1. a simulated history (100,000 items by default) is produced to Kafka as booking events;
 2. a plain kafka-python consumer reads the topic back with the stages' fetch sizes: the raw
-   consume rate; and again reading whole record batches as the items stage reads them
+   consume rate; and once reading whole record batches as the items stage reads them
    (``record_blocks``): how fast the topic can be read at all, beside it for reference;
 3. ``rental stream features`` (all three stages, one process each) consumes the same events from
    the start until drained: events/s from Kafka to features written in Redis and Parquet, and
@@ -12,7 +12,10 @@ In one run, on its own topics, consumer groups and Redis db:
    Both clocks start when the poll that returns the first records is made, once partitions are
    assigned (so that poll's fetch and parse count); the consumer's stops when every stage's
    committed offset reaches the end, which it moves only after the Parquet rows and state are
-   written;
+   written.
+   Steps 2 and 3 alternate ``--repeats`` times (each consumer run from scratch: new groups and
+   forwarded topics, empty Redis db and offline store), and the figures are the medians: on a
+   shared two-core machine one run of either moves by a third;
 4. with the consumer caught up, live bookings stream at a steady 1,000 events/s while probe
    bookings of items nobody else books are timed from produce to the value being readable
    through Feast ``get_online_features``: freshness p50 and p99.
@@ -129,9 +132,18 @@ def _freshness(world, probes: list[str], rate: float, seconds: float, sim: LiveS
     return latencies
 
 
-def _measure(world, history, config, probes: list[str], rate: float, seconds: float) -> tuple:
-    """The runs, in the world's own topics: (events, raw rate, raw batch-read rate, the
-    consumer's stats, freshness latencies)."""
+def _catch_up(world, env: dict[str, str]) -> dict:
+    """One consumer run over the whole topic, from scratch, until drained: its stats."""
+    stats_file = world.settings.data_dir / f"stats-{env['RENTAL_CONSUMER_GROUP_PREFIX']}.json"
+    consumer = world.consumer("--until-idle", "3", "--stats-json", str(stats_file), **env)
+    if consumer.wait(timeout=3600) != 0:
+        raise RuntimeError(f"the consumer failed:\n{world.logs()[-3000:]}")
+    return json.loads(stats_file.read_text())
+
+
+def _measure(world, history, config, probes: list[str], rate: float, seconds: float, repeats: int) -> tuple:
+    """The runs, in the world's own topics: (events, raw rates, raw batch-read rate, each
+    consumer run's stats, freshness latencies)."""
     catalogue = pd.concat([history.items, history.items.head(N_PROBES).assign(item_id=probes)], ignore_index=True)
     write_table(catalogue, ITEMS, world.settings.history_dir / "items.parquet")
 
@@ -139,19 +151,17 @@ def _measure(world, history, config, probes: list[str], rate: float, seconds: fl
     producer = make_producer(world.settings)
     total = send_events(producer, world.settings.topic_bookings, history_events(history.bookings))
     producer.close()
-    stderr.print(f"{total:,} events produced; raw consume ...")
-    raw = _raw_consume_rate(world.settings, total)
+    stderr.print(f"{total:,} events produced")
     raw_batches = _raw_consume_rate(world.settings, total, blocks=True)
-
-    stderr.print("feature consumer from the start of the topic ...")
-    stats_file = world.settings.data_dir / "stats.json"
-    consumer = world.consumer("--until-idle", "3", "--stats-json", str(stats_file))
-    if consumer.wait(timeout=3600) != 0:
-        raise RuntimeError(f"the consumer failed:\n{world.logs()[-3000:]}")
-    stats = json.loads(stats_file.read_text())
+    raws, runs = [], []
+    for i in range(repeats):  # side by side: raw, consumer, raw, consumer, ...
+        raws.append(_raw_consume_rate(world.settings, total))
+        env = world.fresh_start()
+        runs.append(_catch_up(world, env))
+        stderr.print(f"run {i + 1}/{repeats}: raw {raws[-1]:,.0f} events/s, consumer {total / runs[-1]['busy_s']:,.0f}")
 
     stderr.print(f"freshness at {rate:,.0f} events/s for {seconds:.0f} s ...")
-    live_consumer = world.consumer()
+    live_consumer = world.consumer(**env)  # the last run's consumer, caught up
     try:
         sim = LiveSimulator(World(config), history.bookings, seed=3)
         latencies = _freshness(world, probes, rate, seconds, sim)
@@ -159,7 +169,7 @@ def _measure(world, history, config, probes: list[str], rate: float, seconds: fl
         live_consumer.terminate()
         live_consumer.wait(timeout=60)
 
-    return total, raw, raw_batches, stats, latencies
+    return total, raws, raw_batches, runs, latencies
 
 
 def main(
@@ -167,6 +177,7 @@ def main(
     bookings: int = typer.Option(200_000, help="Bookings in the produced history."),
     rate: float = typer.Option(1_000.0, help="Steady live rate for the freshness run (events/s)."),
     seconds: float = typer.Option(25.0, help="Length of the freshness run."),
+    repeats: int = typer.Option(3, min=1, help="Raw and consumer runs, alternating; the figures are their medians."),
 ) -> None:
     base = get_settings()
     tmp = Path(tempfile.mkdtemp(prefix="stream-bench-"))
@@ -179,20 +190,24 @@ def main(
     # checkpoint_every_s and as soon as it has drained, so busy time ends once all is written.
     world = make_world(tmp, base, history, redis_db=7)
     try:
-        total, raw, raw_batches, stats, latencies = _measure(world, history, config, probes, rate, seconds)
+        total, raws, raw_batches, runs, latencies = _measure(world, history, config, probes, rate, seconds, repeats)
     finally:
         world.remove_topics()
-    # The largest process of the consumer, as each measured itself. (This process's
+    rates = [total / run["busy_s"] for run in runs]
+    consumer, raw = float(np.median(rates)), float(np.median(raws))
+    stats = runs[int(np.argsort(rates)[len(rates) // 2])]  # the median run's details
+    # The largest process of the consumer in any run, as each measured itself. (This process's
     # RUSAGE_CHILDREN would report its own size: a child forked from it counts the parent's
     # pages until it execs.)
-    peak_rss_mb = max(*stats["peak_rss_mb"].values(), stats["supervisor_peak_rss_mb"])
+    peak_rss_mb = max(max(*run["peak_rss_mb"].values(), run["supervisor_peak_rss_mb"]) for run in runs)
 
     slowest = sorted(range(len(latencies)), key=latencies.__getitem__)[-5:]
     stderr.print("slowest probes (probe number: ms): " + ", ".join(f"{i}: {latencies[i]:.0f}" for i in slowest))
     print(json.dumps({
-        "consumer_events_per_s": round(total / stats["busy_s"]),
+        "consumer_events_per_s": round(consumer),
         "raw_consume_events_per_s": round(raw),
-        "ratio_to_raw": round(total / stats["busy_s"] / raw, 3),
+        "ratio_to_raw": round(consumer / raw, 3),
+        "runs": [{"consumer": round(c), "raw": round(r), "ratio": round(c / r, 3)} for c, r in zip(rates, raws, strict=True)],
         "raw_batch_read_events_per_s": round(raw_batches),
         "stage_events_per_s": stats["stage_events_per_s"],
         "stage_timeline_s": stats["stage_timeline_s"],
@@ -202,7 +217,7 @@ def main(
         "freshness_p99_ms": round(float(np.percentile(latencies, 99)), 1),
         "freshness_probes": len(latencies),
         "peak_rss_mb": round(peak_rss_mb),
-        "stage_peak_rss_mb": {name: round(mb) for name, mb in stats["peak_rss_mb"].items()},
+        "stage_peak_rss_mb": {name: round(mb) for name, mb in stats["peak_rss_mb"].items()},  # the median run's
         "events": total,
         "items": items,
         "stages": "items,customers,categories (one process each)",
