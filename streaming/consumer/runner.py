@@ -116,9 +116,9 @@ class StageRunner:
                           f"features-{self.stage.name}", _Rebalance(self))  # fmt: skip
 
     def rejoin_if_never_assigned(self, after_s: float = 30.0, attempts: int = 3) -> None:
-        """Seen a few times with kafka-python 3: a member that never receives its assignment
-        (the broker later drops it for missing heartbeats) and never rejoins. A fresh consumer
-        joins again; it owns nothing yet, so nothing is lost."""
+        """A safety net for a member that never receives its assignment and never rejoins (the
+        kafka-python 3.0 race ``join_group`` avoids at startup; a later metadata rejoin could
+        still meet it). A fresh consumer joins again; it owns nothing yet, so nothing is lost."""
         if self.parts or self._pending or self.rejoins >= attempts:
             return
         if time.monotonic() - self._joined_at < after_s:
