@@ -57,13 +57,14 @@ def join_group(settings: Settings, topic: str, group: str, client_id: str,
     (``record_blocks``); offsets are committed by the stage, after its writes."""
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=group, client_id=client_id,
                              enable_auto_commit=False, auto_offset_reset="earliest", **fetch_options(settings))  # fmt: skip
-    # The topic's partitions known before the first JoinGroup: otherwise the leader assigns
-    # nothing, rejoins once metadata arrives, and kafka-python 3.0 can lose that second round if
-    # a poll times out inside it (need_rejoin turns False before its SyncGroup answer is
-    # applied): the member then owned nothing until rejoin_if_never_assigned, spinning a core
-    # meanwhile. Under load, 4 of 60 fresh joins stuck so; none of 60 with this.
-    consumer.partitions_for_topic(topic)
     consumer.subscribe([topic], listener=listener)
+    # The topic's partitions known to the coordinator before the first JoinGroup. Otherwise,
+    # when that metadata arrives after the join (under load it took 0.5 s), kafka-python 3.0
+    # rejoins, and a poll that times out inside that second round loses it (need_rejoin turns
+    # False before its SyncGroup answer is applied): the stage then owned nothing until
+    # rejoin_if_never_assigned, 30 s later, spinning a core meanwhile; 4 of 9 benchmark runs.
+    # ``topics()`` always fetches metadata, and every metadata update refreshes the snapshot.
+    consumer.topics()
     return read_blocks(consumer)
 
 
