@@ -212,10 +212,11 @@ def _merge(stats_dir: Path, names: list[str], drained_at: float | None) -> dict:
     (``drained_at``, polled every 0.25 s) confirms it was the last."""
     parts = [json.loads((stats_dir / f"{n}.json").read_text()) for n in names if (stats_dir / f"{n}.json").exists()]
     firsts = [p["first_record"] for p in parts if p.get("first_record")]
+    start = min(firsts) if firsts else None
     commits = [p.get("last_commit") for p in parts]
     end = max(commits) if drained_at and commits and None not in commits else drained_at
     return {
-        "busy_s": (end - min(firsts)) if firsts and end else None,
+        "busy_s": (end - start) if start and end else None,
         "events": {k: v for p in parts for k, v in p["events"].items()},
         "duplicates": sum(p["duplicates"] for p in parts),
         "dead_letters": sum(p["dead_letters"] for p in parts),
@@ -225,10 +226,10 @@ def _merge(stats_dir: Path, names: list[str], drained_at: float | None) -> dict:
         # When each stage read its first and last record and made its last commit that moved an
         # offset, in seconds from the first record any stage read: which stage ends the run.
         "stage_timeline_s": {
-            n: {k: round(p[k] - min(firsts), 2) for k in ("first_record", "last_record", "last_commit") if p.get(k)}
+            n: {k: round(p[k] - start, 2) for k in ("first_record", "last_record", "last_commit") if p.get(k)}
             for n, p in zip(names, parts, strict=False)
         }
-        if firsts
+        if start
         else {},
         # Each stage on its own: its events over its first-to-last record (the other stages ran
         # beside it on the same cores).

@@ -151,6 +151,18 @@ def _own_connection(redis: Redis):
     return connection
 
 
+RECV = 1 << 20  # bytes asked of the socket at a time
+
+
+def _receive(connection, sock, command: str) -> bytes:
+    """The next bytes of the replies; a closed connection is an error (the replies were due)."""
+    chunk = sock.recv(RECV)
+    if not chunk:
+        connection.disconnect()
+        raise ConnectionError(f"Redis closed the connection while {command} replies were due")
+    return chunk
+
+
 def _socket(connection):
     """The connection's socket, reconnected if a failure closed it (as redis-py's next command would)."""
     connection.connect()  # a no-op while connected
@@ -159,8 +171,6 @@ def _socket(connection):
 
 class HgetMany:
     """One field of many keys, read in one pipelined round trip on a connection of its own."""
-
-    RECV = 1 << 20
 
     def __init__(self, redis: Redis):
         self._connection = _own_connection(redis)
@@ -174,11 +184,7 @@ class HgetMany:
         sock.sendall(hget_commands(keys, key_starts, key_ends, picked.astype(np.int64), field_bytes))
         replies = bytearray()
         while True:
-            chunk = sock.recv(self.RECV)
-            if not chunk:
-                self._connection.disconnect()
-                raise ConnectionError("Redis closed the connection while HGET replies were due")
-            replies += chunk
+            replies += _receive(self._connection, sock, "HGET")
             if replies.endswith(b"\r\n"):  # a reply may end here: try to read them all
                 values, ends, status = bulk_replies(np.frombuffer(replies, np.uint8), n)
                 if status == COMPLETE:
@@ -195,8 +201,6 @@ class HgetMany:
 class HsetPipe:
     """One connection that sends batches of HSETs, in order, each in one write, and checks
     every reply; at most ``in_flight`` batches are queued before ``hset_many`` waits."""
-
-    RECV = 1 << 20
 
     def __init__(self, redis: Redis, in_flight: int = 8):
         self._connection = _own_connection(redis)
@@ -226,10 +230,7 @@ class HsetPipe:
         sock.sendall(payload)
         replies, seen = bytearray(), 0
         while seen < n_keys:  # every reply is one line: ":<fields added>" or "-<error>"
-            chunk = sock.recv(self.RECV)
-            if not chunk:
-                self._connection.disconnect()
-                raise ConnectionError("Redis closed the connection while HSET replies were due")
+            chunk = _receive(self._connection, sock, "HSET")
             replies += chunk
             seen += chunk.count(b"\n")
         if replies.count(b"\n:") + replies.startswith(b":") != n_keys:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 import redis as redis_py
+from feast import FeatureStore
 
 from rental.settings import Settings
 from streaming.features.online import OnlineWriter, _timestamp_us
@@ -26,11 +27,17 @@ def _rows(at_us: int, bookings: int, items: int) -> pa.Table:
     return pa.concat_tables([one.set_column(0, "item_id", pa.array([f"item_{i}"])) for i in range(items)])
 
 
-def test_a_recomputed_row_stamped_earlier_still_replaces_the_stored_one(tmp_path, settings):
+def _empty_store(tmp_path, settings) -> tuple[Settings, redis_py.Redis, FeatureStore]:
+    """The feature repo applied in ``tmp_path``, over an emptied Redis db of its own."""
     local = Settings(data_dir=tmp_path, REDIS_URL=settings.redis_url.rsplit("/", 1)[0] + "/6")
-    redis_py.Redis.from_url(local.redis_url).flushdb()
+    stored = redis_py.Redis.from_url(local.redis_url)
+    stored.flushdb()
     apply(local)
-    store = feature_store(local)
+    return local, stored, feature_store(local)
+
+
+def test_a_recomputed_row_stamped_earlier_still_replaces_the_stored_one(tmp_path, settings):
+    local, stored, store = _empty_store(tmp_path, settings)
     writer = OnlineWriter(store, local)
     features = ["item_popularity:bookings_7d", "item_popularity:avg_price_30d"]
 
@@ -44,16 +51,11 @@ def test_a_recomputed_row_stamped_earlier_still_replaces_the_stored_one(tmp_path
     writer.write("item_popularity", _row(999 * DAY_US, 5))
     writer.flush()
     assert read()["bookings_7d"] == [5]
-    stored = redis_py.Redis.from_url(local.redis_url)
     assert len(stored.keys()) == 1
 
 
 def test_a_restarted_writer_reads_the_stored_stamps_and_still_replaces_the_rows(tmp_path, settings):
-    local = Settings(data_dir=tmp_path, REDIS_URL=settings.redis_url.rsplit("/", 1)[0] + "/6")
-    stored = redis_py.Redis.from_url(local.redis_url)
-    stored.flushdb()
-    apply(local)
-    store = feature_store(local)
+    local, stored, store = _empty_store(tmp_path, settings)
     first = OnlineWriter(store, local)
     first.write("item_popularity", _rows(1000 * DAY_US, 3, 25))
     first.close()
@@ -77,11 +79,7 @@ def test_a_restarted_writer_reads_the_stored_stamps_and_still_replaces_the_rows(
 
 
 def test_a_refused_write_raises_with_redis_reason_and_the_writer_goes_on(tmp_path, settings):
-    local = Settings(data_dir=tmp_path, REDIS_URL=settings.redis_url.rsplit("/", 1)[0] + "/6")
-    stored = redis_py.Redis.from_url(local.redis_url)
-    stored.flushdb()
-    apply(local)
-    store = feature_store(local)
+    local, stored, store = _empty_store(tmp_path, settings)
     writer = OnlineWriter(store, local)
     writer.write("item_popularity", _row(1000 * DAY_US, 2))
     writer.flush()
