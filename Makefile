@@ -65,22 +65,22 @@ format: python-deps ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff format .
 
 bench-kafka: services-up ## producer and consumer throughput against the local broker (one JSON line)
-	$(PY) -m rental.bench.kafka_bench
+	$(PY) -m tests.benchmarks.kafka_bench
 
 bench-stream: services-up ## feature consumer throughput, freshness and memory with 100,000 items (one JSON line)
-	$(PY) -m rental.bench.stream_bench
+	$(PY) -m tests.benchmarks.stream_bench
 
 train: python-deps ## train a candidate on the history, log it to MLflow, promote it only through the gate
 	$(RENTAL) train
 
 bench-train: services-up ## training set + XGBoost on 1,000,000 skewed bookings: times, memory, MAE (one JSON line)
-	$(PY) -m rental.bench.train_bench
+	$(PY) -m tests.benchmarks.train_bench
 
 serve: services-up ## the pricing service: HTTP on :3000 (OpenAPI at /docs), gRPC on :50051, the champion model
 	$(RENTAL) serve
 
 bench-serve: services-up ## quote latency over HTTP and gRPC vs feast serve, throughput, batch, memory (one JSON line)
-	$(PY) -m rental.bench.serve_bench
+	$(PY) -m tests.benchmarks.serve_bench
 
 proto: python-deps ## regenerate the gRPC modules from bento_service/protos/pricing.proto (committed)
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. bento_service/protos/pricing.proto

@@ -2,7 +2,7 @@
 
 HTTP and gRPC both go through the one ``Pricer`` of their process (via ``QuoteBatcher``), so
 the same request gets the same price over both. The request-time features (lead days, season, item age,
-...) are computed inside ``PricePredictor.predict`` by ``training.request_features``, the
+...) are computed inside ``PricePredictor.predict`` by ``training.predictor.request_features``, the
 function training uses.
 """
 
@@ -13,8 +13,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from bento_service.features import FeaturesUnavailable, OnlineFeatures
-from bento_service.model import ModelHolder
+from bento_service.champion import ModelHolder
+from bento_service.online_features import FeaturesUnavailable, OnlineFeatures
 from bento_service.prediction_log import PredictionLog
 from rental.settings import Settings
 

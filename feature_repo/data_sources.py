@@ -7,7 +7,7 @@ only that way, and a relative path would resolve against whatever directory feas
 from feast import FileSource, PushSource
 
 from rental.settings import get_settings
-from streaming.features.offline import view_glob
+from streaming.feature_store.offline import view_glob
 
 _settings = get_settings()
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from bento_service.cli import serve
-from bento_service.demo import quotes
-from rental.services.cli import app as services_app
+from rental.demo.live import app as demo_app
+from rental.demo.quotes import quotes
+from rental.servers.cli import app as services_app
+from rental.servers.pricing import serve
 from streaming.consumer.cli import app as stream_app
-from streaming.demo import app as demo_app
-from streaming.features.cli import app as features_app
-from streaming.history_cli import app as history_app
+from streaming.feature_store.cli import app as features_app
+from streaming.history.cli import app as history_app
 from streaming.simulator.cli import app as simulate_app
 from training.cli import train
 

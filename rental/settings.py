@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         ),
         description="features of the service the model does not read (no price signal; each costs boosting time)",
     )
-    # Measured on a million bookings (rental.bench.train_bench): depth 7 at rate 0.25 on half the
+    # Measured on a million bookings (tests.benchmarks.train_bench): depth 7 at rate 0.25 on half the
     # rows a round, 128 bins, stopped after 20 rounds without gain, reaches the accuracy of depth 8
     # at rate 0.1 in a fraction of the rounds, each round about half the cost.
     xgb_max_depth: int = 7

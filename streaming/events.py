@@ -16,6 +16,25 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
 MAX_RENTAL_DAYS = 60
+CREATED, CANCELLED = "booking_created", "booking_cancelled"  # the event types
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(moment: datetime) -> int:
+    """Integer microseconds since the epoch: the time unit of every window and row. (Integer
+    arithmetic on the difference: exact, and a quarter of dividing by a one-µs timedelta.)"""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def created_event_id(booking_id: str) -> str:
+    """Event ids derive from the booking id, so a replayed history repeats them and
+    de-duplication recognises the repeats."""
+    return f"{booking_id}:created"
+
+
+def cancelled_event_id(booking_id: str) -> str:
+    return f"{booking_id}:cancelled"
 
 
 class EventError(ValueError):
@@ -43,7 +62,7 @@ class _Event(BaseModel):
 class BookingCreated(_Event):
     """A customer booked an item: the label (price paid) and the demand signal."""
 
-    event_type: Literal["booking_created"] = "booking_created"
+    event_type: Literal["booking_created"] = CREATED
     rental_start: date
     rental_days: int = Field(ge=1, le=MAX_RENTAL_DAYS)
     price_per_day: float = Field(gt=0, lt=100_000, allow_inf_nan=False)
@@ -61,7 +80,7 @@ class BookingCreated(_Event):
 class BookingCancelled(_Event):
     """A booking was cancelled; ``booking_id`` names the booking it cancels."""
 
-    event_type: Literal["booking_cancelled"] = "booking_cancelled"
+    event_type: Literal["booking_cancelled"] = CANCELLED
 
 
 BookingEvent = Annotated[Union[BookingCreated, BookingCancelled], Field(discriminator="event_type")]

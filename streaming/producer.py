@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 
 from kafka import KafkaProducer
 from kafka.serializer import Serializer
 
 from rental.settings import Settings
 from streaming.events import BookingCancelled, BookingCreated, encode
-from streaming.simulator.live import LiveSimulator
 
 Event = BookingCreated | BookingCancelled
 
@@ -62,37 +60,3 @@ def send_events(
     if on_sent:
         on_sent(sent % 100)
     return sent
-
-
-def stream_live(
-    producer: KafkaProducer,
-    topic: str,
-    simulator: LiveSimulator,
-    rate: float,
-    duration_s: float | None = None,
-    max_events: int | None = None,
-    on_sent: Callable[[int], None] | None = None,
-    tick_s: float = 0.05,
-) -> dict[str, int]:
-    """New bookings at ``rate`` per second, stamped with the wall clock, until time or count is up."""
-    if duration_s is None and max_events is None:
-        raise ValueError("stream_live needs a duration or a maximum number of events")
-    counts = {"booking_created": 0, "booking_cancelled": 0}
-    start = time.perf_counter()
-    made = 0
-    while True:
-        elapsed = time.perf_counter() - start
-        if (duration_s is not None and elapsed >= duration_s) or (max_events is not None and made >= max_events):
-            break
-        due = int(rate * elapsed) - made
-        if max_events is not None:
-            due = min(due, max_events - made)
-        for event in simulator.batch(datetime.now(UTC), max(due, 0)):
-            producer.send(topic, key=event.item_id, value=encode(event))
-            counts[event.event_type] += 1
-        made += max(due, 0)
-        if on_sent and due > 0:
-            on_sent(due)
-        time.sleep(tick_s)
-    producer.flush()
-    return counts

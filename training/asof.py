@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from training.service import ServiceSpec
+from training.feature_spec import ServiceSpec
 
 # Strings with more distinct values than this stay strings; the rest become categoricals.
 MAX_DICTIONARY = 200_000

@@ -39,8 +39,8 @@ def train(
     ] = None,
 ) -> None:
     """Train a candidate on the booking history; it becomes champion only through the gate."""
-    from training.pipeline import run_training
-    from training.service import TrainingDataError
+    from training.feature_spec import TrainingDataError
+    from training.train import run_training
 
     settings = get_settings()
     quiet_libraries()

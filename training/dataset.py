@@ -8,7 +8,7 @@ join (``asof.py``), the default: Feast's join compares each booking with every e
 its key, and category rows are keyed by only seven categories, so a 60,000-booking history
 already took over five minutes. A test proves the two joins return the same rows.
 
-The history is read by DuckDB straight from its Parquet (``streaming/tables.py`` writes it with
+The history is read by DuckDB straight from its Parquet (``streaming/history/tables.py`` writes it with
 the schema's exact Arrow types): the entity rows, the join and the sort run in one query, and
 the result reaches pandas through Arrow, strings as categoricals, with no per-row Python. A
 history that does not have the schema's types, or fails the checks training relies on (prices,
@@ -29,10 +29,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rental.settings import Settings
-from streaming.features.store import FEATURE_SERVICE, feature_store
-from streaming.tables import BOOKINGS, ITEMS, History, TableError, history_paths, load_history
+from streaming.feature_store.store import FEATURE_SERVICE, feature_store
+from streaming.history.tables import BOOKINGS, ITEMS, History, TableError, history_paths, load_history
 from training.asof import arrow_to_frame, asof_features, connect
-from training.service import ServiceSpec, TrainingDataError, service_spec
+from training.feature_spec import ServiceSpec, TrainingDataError, service_spec
 
 ENGINES = ("asof", "feast")
 LABEL = "price_per_day"

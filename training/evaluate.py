@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from training.dataset import EXPECTED, LABEL
-from training.spec import ModelSpec
+from training.predictor.spec import ModelSpec
 
 GROUP = ["brand_tier", "item_category"]
 

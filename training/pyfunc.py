@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mlflow
 
-from training.predictor import BOOSTER_FILE, PricePredictor
+from training.predictor.price_predictor import BOOSTER_FILE, PricePredictor
 
 
 class PriceModel(mlflow.pyfunc.PythonModel):

@@ -18,9 +18,9 @@ from mlflow.models import infer_signature
 from rental.settings import Settings
 from training.dataset import LABEL
 from training.gate import GateDecision, decide
-from training.predictor import BOOSTER_FILE, REQUEST_INPUTS, PricePredictor
+from training.predictor.price_predictor import BOOSTER_FILE, REQUEST_INPUTS, PricePredictor
+from training.predictor.spec import SPEC_FILE, ModelSpec
 from training.pyfunc import PriceModel
-from training.spec import SPEC_FILE, ModelSpec
 
 
 def input_example(rows: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:

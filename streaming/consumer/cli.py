@@ -21,7 +21,7 @@ from streaming.consumer.runner import StageRunner
 from streaming.consumer.stages import stages as all_stages
 from streaming.consumer.usage import cpu_s, peak_rss_mb
 from streaming.features.pipeline import Catalogue
-from streaming.tables import ITEMS, history_paths, read_table, validate
+from streaming.history.tables import ITEMS, history_paths, read_table, validate
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -50,7 +50,7 @@ class StageInputs(NamedTuple):
 
     @classmethod
     def load(cls, settings: Settings) -> StageInputs:
-        from streaming.features.store import feature_store
+        from streaming.feature_store.store import feature_store
 
         return cls(load_catalogue(settings), feature_store(settings))
 
@@ -94,7 +94,7 @@ def run_stage(settings: Settings, name: str, max_seconds: float | None, until_id
     """One stage in this process until stopped, out of time, or idle (assigned, no lag, no records)."""
     from kafka import KafkaProducer
 
-    from streaming.features.online import OnlineWriter
+    from streaming.feature_store.online_write import OnlineWriter
 
     defined = all_stages(settings)
     if name not in defined:
@@ -199,15 +199,15 @@ def preload() -> None:
     global _preloaded
     if _preloaded:
         return
-    import streaming.features.online
-    import streaming.features.store  # noqa: F401
-    from streaming.consumer.canonical_scan import warm_up as warm_up_decoder
-    from streaming.consumer.partitioning import partitions_of
-    from streaming.consumer.record_blocks import warm_up as warm_up_reader
-    from streaming.features.proto_columns import warm_up as warm_up_encoder
-    from streaming.features.redis_layout import warm_up as warm_up_keys
-    from streaming.features.resp import warm_up as warm_up_commands
+    import streaming.feature_store.online_write
+    import streaming.feature_store.store  # noqa: F401
+    from streaming.feature_store.proto_columns import warm_up as warm_up_encoder
+    from streaming.feature_store.redis_layout import warm_up as warm_up_keys
     from streaming.features.windows import warm_up as warm_up_windows
+    from streaming.wire.json_scan import warm_up as warm_up_decoder
+    from streaming.wire.partitioning import partitions_of
+    from streaming.wire.record_blocks import warm_up as warm_up_reader
+    from streaming.wire.resp import warm_up as warm_up_commands
 
     (
         warm_up_windows(),

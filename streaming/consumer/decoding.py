@@ -19,18 +19,19 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from streaming.consumer.canonical_scan import LITERALS, MAX_LENGTHS, STRING_FIELDS, scan
 from streaming.events import (
+    CANCELLED,
+    CREATED,
     MAX_RENTAL_DAYS,
     SCHEMA_VERSION,
     BookingCancelled,
     BookingCreated,
     EventError,
     decode,
+    to_us,
 )
-from streaming.features.definitions import to_us
 from streaming.features.event_batch import EventBatch, event_key
-from streaming.features.pipeline import CANCELLED, CREATED
+from streaming.wire.json_scan import LITERALS, MAX_LENGTHS, STRING_FIELDS, scan
 
 # The fields ``_fast`` reads and checks, by event type. The event models are the truth: if one
 # gains or loses a field, importing this module fails rather than letting the fast path accept

@@ -30,14 +30,14 @@ from rental.settings import Settings
 from streaming.consumer import checkpoint
 from streaming.consumer.dead_letters import DeadLetters
 from streaming.consumer.decoding import decode_many
-from streaming.consumer.partitioning import partition_of, partitions_of
-from streaming.consumer.record_blocks import RecordColumns, read_blocks
 from streaming.consumer.stages import Stage
-from streaming.features.definitions import to_us
+from streaming.events import to_us
+from streaming.feature_store.offline import STREAM_COMPRESSION, write_rows
+from streaming.feature_store.online_write import OnlineWriter
 from streaming.features.event_batch import EventBatch
-from streaming.features.offline import STREAM_COMPRESSION, write_rows
-from streaming.features.online import OnlineWriter
 from streaming.features.pipeline import APPLIED, DUPLICATE, UNKNOWN_ITEM, Catalogue, FeaturePipeline
+from streaming.wire.partitioning import partition_of, partitions_of
+from streaming.wire.record_blocks import RecordColumns, read_blocks
 
 GC_FULL_EVERY_S = 600.0
 DRAINED_CHECKPOINT_S = 1.0  # a drained stage checkpoints once this long has passed since its last one

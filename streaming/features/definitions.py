@@ -9,7 +9,6 @@ rows are integer microseconds since the epoch (UTC); writers turn them into time
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -26,16 +25,6 @@ CUSTOMER_WINDOWS_US = (365 * DAY_US,)
 ITEM_MEASURES = 5
 CATEGORY_MEASURES = 1
 CUSTOMER_MEASURES = 4
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_us(moment: datetime) -> int:
-    """Integer microseconds since the epoch: the time unit of every window and row. (Integer
-    arithmetic on the difference: exact, and a quarter of dividing by a one-µs timedelta.)"""
-    delta = moment - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray, scale: float = 1.0) -> pa.Array:

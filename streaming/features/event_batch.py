@@ -15,6 +15,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from streaming.events import CANCELLED, CREATED
+
 FORMAT = b"2"  # forwarded batches; format 1 was JSON lists of tuples (``from_json_batch``)
 SCHEMA = pa.schema(
     [
@@ -53,8 +55,6 @@ class EventBatch:
     def from_tuples(cls, events: list[tuple]) -> EventBatch:
         """From the pipeline's input tuples: (kind, event_id, item_id, customer_id, time_us,
         price_pence, rental_days)."""
-        from streaming.features.pipeline import CANCELLED, CREATED
-
         if not events:
             return cls.empty()
         kinds, ids, items, customers, times, prices, days = zip(*events, strict=True)

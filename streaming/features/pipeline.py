@@ -12,7 +12,6 @@ from streaming.features.definitions import category_season_spec, customer_histor
 from streaming.features.event_batch import EventBatch
 from streaming.features.windows import DAY_US, Deduplicator, WindowEngine
 
-CREATED, CANCELLED = "booking_created", "booking_cancelled"
 DEDUP_HORIZON_US = 366 * DAY_US  # the longest window, and a day for late redeliveries
 APPLIED, DUPLICATE, UNKNOWN_ITEM = 0, 1, 2
 

@@ -1,7 +1,7 @@
 """The simulated platform's catalogue and customers.
 
 Brand tiers, categories and their seasons are the levers of the ground-truth price process
-(see ``pricing.py``), so they live in one table here that every other module reads.
+(see ``price_process.py``), so they live in one table here that every other module reads.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from streaming.history.vocabulary import CONDITIONS, SEGMENTS, TIERS
+
 # Brand tiers from high street to luxury: median retail price of a dress, share of brands,
 # and the premium a tier's name adds to the rental price beyond its retail price.
-TIERS = ("high_street", "contemporary", "premium", "designer", "luxury")
 TIER_RETAIL_MEDIAN = {"high_street": 70.0, "contemporary": 190.0, "premium": 420.0, "designer": 950.0, "luxury": 2400.0}
 TIER_BRAND_SHARE = {"high_street": 0.25, "contemporary": 0.25, "premium": 0.2, "designer": 0.18, "luxury": 0.12}
 TIER_PREMIUM = {"high_street": 0.90, "contemporary": 1.00, "premium": 1.05, "designer": 1.10, "luxury": 1.18}
@@ -52,14 +53,25 @@ CATEGORIES: dict[str, Category] = {
     ),
 }
 
-CONDITIONS = ("new", "excellent", "good", "fair")
+SEASON_TABLE = pd.DataFrame({c: spec.season for c, spec in CATEGORIES.items()}, index=range(1, 13))
+
+
+def season_index(category: pd.Series, month: pd.Series | np.ndarray) -> np.ndarray:
+    """Demand of a category in a month against its yearly mean (1.0 = an average month)."""
+    table = SEASON_TABLE.to_numpy()
+    cols = SEASON_TABLE.columns.get_indexer(category)
+    if (cols < 0).any():
+        unknown = sorted(set(category[cols < 0]))
+        raise ValueError(f"unknown categories {unknown}; known: {list(SEASON_TABLE.columns)}")
+    return table[np.asarray(month) - 1, cols]
+
+
 CONDITION_FACTOR = {"new": 1.0, "excellent": 0.95, "good": 0.87, "fair": 0.76}
 COLOURS = ("black", "white", "ivory", "red", "navy", "green", "pink", "gold", "silver", "blue", "beige", "print")
 SIZES = ("XS", "S", "M", "L", "XL", "one_size")
 
 # Customer segments: share, how much they pay relative to the list level (membership tiers,
 # personal offers), and how strongly they lean to higher brand tiers.
-SEGMENTS = ("bargain", "regular", "occasion", "premium")
 SEGMENT_SHARE = {"bargain": 0.30, "regular": 0.40, "occasion": 0.18, "premium": 0.12}
 SEGMENT_PRICE_FACTOR = {"bargain": 0.90, "regular": 1.00, "occasion": 1.04, "premium": 1.10}
 # P(segment | tier): richer segments book higher tiers.

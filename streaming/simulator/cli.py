@@ -13,9 +13,9 @@ from rich.console import Console
 from rental.progress import progress_bar
 from rental.settings import get_settings
 from streaming.events import describe_validation_error
+from streaming.history.tables import history_paths, read_table, write_history
 from streaming.simulator.shifts import Shifts
 from streaming.simulator.world import SimulationConfig, World
-from streaming.tables import history_paths, read_table, write_history
 
 app = typer.Typer(help="The rental app's stand-in: seeded history and live booking events.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -109,8 +109,8 @@ def stream(
     topic: Annotated[str | None, typer.Option(help="Default: the bookings topic from settings.")] = None,
 ) -> None:
     """Stream live bookings (and their cancellations) to Kafka, continuing the history."""
-    from streaming.producer import make_producer, stream_live
-    from streaming.simulator.live import LiveSimulator
+    from streaming.producer import make_producer
+    from streaming.simulator.live import LiveSimulator, stream_live
 
     settings = get_settings()
     world, bookings = load_world(history_dir or settings.simulation_dir)

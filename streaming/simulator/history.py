@@ -12,9 +12,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from streaming.simulator.pricing import draw_paid_price, expected_price
+from streaming.history.tables import BOOKINGS, CUSTOMERS, ITEMS, History, validate
+from streaming.simulator.price_process import draw_paid_price, expected_price
 from streaming.simulator.world import MAX_LEAD_DAYS, SimulationConfig, World
-from streaming.tables import BOOKINGS, CUSTOMERS, ITEMS, History, validate
 
 ITEM_CHUNK = 4_000
 RECENT_WINDOW = pd.Timedelta(days=30)

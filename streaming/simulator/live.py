@@ -6,16 +6,18 @@ their booking ids carry a run id, so two live runs never collide in a consumer's
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import deque
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from kafka import KafkaProducer
 
-from streaming.events import BookingCancelled, BookingCreated
-from streaming.simulator.pricing import draw_paid_price, expected_price
-from streaming.simulator.replay import cancelled_event_id, created_event_id
+from streaming.events import BookingCancelled, BookingCreated, cancelled_event_id, created_event_id, encode
+from streaming.simulator.price_process import draw_paid_price, expected_price
 from streaming.simulator.world import World
 
 RECENT_WINDOW_S = 30 * 86400.0
@@ -123,3 +125,37 @@ class LiveSimulator:
                     )
                 )
         return events
+
+
+def stream_live(
+    producer: KafkaProducer,
+    topic: str,
+    simulator: LiveSimulator,
+    rate: float,
+    duration_s: float | None = None,
+    max_events: int | None = None,
+    on_sent: Callable[[int], None] | None = None,
+    tick_s: float = 0.05,
+) -> dict[str, int]:
+    """New bookings at ``rate`` per second, stamped with the wall clock, until time or count is up."""
+    if duration_s is None and max_events is None:
+        raise ValueError("stream_live needs a duration or a maximum number of events")
+    counts = {"booking_created": 0, "booking_cancelled": 0}
+    start = time.perf_counter()
+    made = 0
+    while True:
+        elapsed = time.perf_counter() - start
+        if (duration_s is not None and elapsed >= duration_s) or (max_events is not None and made >= max_events):
+            break
+        due = int(rate * elapsed) - made
+        if max_events is not None:
+            due = min(due, max_events - made)
+        for event in simulator.batch(datetime.now(UTC), max(due, 0)):
+            producer.send(topic, key=event.item_id, value=encode(event))
+            counts[event.event_type] += 1
+        made += max(due, 0)
+        if on_sent and due > 0:
+            on_sent(due)
+        time.sleep(tick_s)
+    producer.flush()
+    return counts

@@ -11,15 +11,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from streaming.events import BookingCancelled, BookingCreated
-
-
-def created_event_id(booking_id: str) -> str:
-    return f"{booking_id}:created"
-
-
-def cancelled_event_id(booking_id: str) -> str:
-    return f"{booking_id}:cancelled"
+from streaming.events import BookingCancelled, BookingCreated, cancelled_event_id, created_event_id
 
 
 def history_events(bookings: pd.DataFrame) -> Iterator[BookingCreated | BookingCancelled]:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from streaming.simulator.catalogue import CATEGORIES
+from streaming.simulator.catalogue import CATEGORIES, season_index
 
 TREND_PRICE_SHARE = 0.3  # a demand trend of x moves the price by x ** 0.3
 
@@ -46,8 +46,6 @@ class Shifts(BaseModel):
         return (pd.to_datetime(event_time, utc=True) >= pd.Timestamp(self.start)).to_numpy()
 
     def season(self, category: pd.Series, rental_start: pd.Series, event_time: pd.Series) -> np.ndarray:
-        from streaming.simulator.pricing import season_index
-
         month = pd.to_datetime(rental_start).dt.month.to_numpy()
         if self.off_season_category is not None:
             moved = self._after_start(event_time) & (category == self.off_season_category).to_numpy()

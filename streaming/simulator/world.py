@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from streaming.history.vocabulary import SEGMENTS
 from streaming.simulator.catalogue import (
     CATEGORIES,
     SEGMENT_GIVEN_TIER,
-    SEGMENTS,
     make_customers,
     make_items,
 )

@@ -1,6 +1,6 @@
 """Integration tests run against the real Kafka broker and the real Redis, never mocks.
 
-The session fixture starts them through ``rental.services`` (or only checks the servers named
+The session fixture starts them through ``rental.servers`` (or only checks the servers named
 by ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL``) and at the end stops only what it started, so
 services a developer already had running stay up.
 """
@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis as redis_py
 
-from rental import services
-from rental.services.topics import admin_client, ensure_topics
+from rental import servers
+from rental.servers.topics import admin_client, ensure_topics
 from rental.settings import Settings, get_settings
 
 
@@ -32,13 +32,13 @@ def local_services(settings: Settings) -> Iterator[dict[str, bool]]:
     """name -> True if this session started it (and so must stop it)."""
     started: dict[str, bool] = {}
     try:
-        for name in services.SERVICES:
-            started.update(services.up([name], say=lambda _: None))
-    except services.ServiceError as exc:
-        services.down([name for name, ours in started.items() if ours], say=lambda _: None)
+        for name in servers.SERVICES:
+            started.update(servers.up([name], say=lambda _: None))
+    except servers.ServiceError as exc:
+        servers.down([name for name, ours in started.items() if ours], say=lambda _: None)
         pytest.exit(f"integration services could not start: {exc}", returncode=3)
     yield started
-    services.down([name for name, ours in started.items() if ours], say=lambda _: None)
+    servers.down([name for name, ours in started.items() if ours], say=lambda _: None)
 
 
 @pytest.fixture

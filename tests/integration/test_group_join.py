@@ -10,7 +10,7 @@ import uuid
 import pytest
 from kafka import ConsumerRebalanceListener
 
-from rental.services.topics import admin_client, ensure_topics
+from rental.servers.topics import admin_client, ensure_topics
 from streaming.consumer.runner import join_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

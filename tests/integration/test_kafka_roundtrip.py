@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from rental.services import kafka as kafka_service
+from rental.servers import kafka as kafka_service
 from streaming.events import BookingCancelled, BookingCreated, decode, encode
 from streaming.simulator.history import simulate
 from streaming.simulator.replay import history_events

@@ -8,8 +8,8 @@ import redis as redis_py
 from feast import FeatureStore
 
 from rental.settings import Settings
-from streaming.features.online import OnlineWriter, _timestamp_us
-from streaming.features.store import apply, feature_store
+from streaming.feature_store.online_write import OnlineWriter, _timestamp_us
+from streaming.feature_store.store import apply, feature_store
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from rental.settings import Settings
-from streaming.features.backfill import run_backfill
-from streaming.features.store import apply, feature_store
+from streaming.backfill import run_backfill
+from streaming.feature_store.store import apply, feature_store
 from streaming.simulator.history import simulate
 from streaming.simulator.world import SimulationConfig
 

@@ -9,7 +9,7 @@ import random
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streaming.consumer.record_blocks import RecordColumns, read_blocks
+from streaming.wire.record_blocks import RecordColumns, read_blocks
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from rental.services import redis as redis_service
+from rental.servers import redis as redis_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

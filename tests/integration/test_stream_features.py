@@ -16,18 +16,17 @@ import pandas as pd
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from rental.bench.sandbox import kill, make_world, wait_for
+from streaming.backfill import timeline
 from streaming.consumer.checkpoint import load
-from streaming.events import BookingCreated, encode
-from streaming.features.backfill import timeline
-from streaming.features.definitions import to_us
-from streaming.features.offline import read_view, to_table
+from streaming.events import BookingCreated, encode, to_us
+from streaming.feature_store.offline import read_view, to_table
+from streaming.feature_store.store import feature_store
 from streaming.features.pipeline import Catalogue, FeaturePipeline
-from streaming.features.store import feature_store
 from streaming.producer import make_producer, send_events
 from streaming.simulator.history import simulate
 from streaming.simulator.replay import history_events
 from streaming.simulator.world import SimulationConfig
+from tests.worlds.stream_world import kill, make_world, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from rental.settings import Settings
-from streaming.features.backfill import run_backfill
-from streaming.features.store import apply
+from streaming.backfill import run_backfill
+from streaming.feature_store.store import apply
+from streaming.history.tables import write_history
 from streaming.simulator.history import simulate
 from streaming.simulator.world import SimulationConfig
-from streaming.tables import write_history
 from tests.integration.conftest import local_services, settings  # noqa: F401  (the real services)
 
 REDIS_DB = 11
@@ -41,8 +41,8 @@ def world(tmp_path_factory, settings) -> Settings:  # noqa: F811
 def trained(world):
     """The world's training set, split, fitted model and its evaluation."""
     from training.dataset import build_training_set
-    from training.model import fit, time_split
-    from training.pipeline import evaluation
+    from training.fit import fit, time_split
+    from training.train import evaluation
 
     data = build_training_set(world)
     split = time_split(data.frame, world)

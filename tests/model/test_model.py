@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.model import fit, predict_price
+from training.fit import fit, predict_price
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from training.pipeline import run_training
-from training.predictor import PricePredictor
+from training.predictor.price_predictor import PricePredictor
+from training.train import run_training
 
 pytestmark = pytest.mark.integration
 

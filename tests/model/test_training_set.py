@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streaming.features.offline import SCHEMAS, write_rows
-from streaming.features.store import FEATURE_SERVICE, feature_store
+from streaming.feature_store.offline import SCHEMAS, write_rows
+from streaming.feature_store.store import FEATURE_SERVICE, feature_store
 from training.dataset import build_training_set, entity_frame, join_features, read_history
-from training.service import TrainingDataError, service_spec
+from training.feature_spec import TrainingDataError, service_spec
 
 from .conftest import make_world
 

@@ -10,10 +10,11 @@ import httpx
 import pytest
 
 from bento_service.protos import pricing_pb2_grpc
-from rental.bench.serving_world import Served, ServingWorld, build, serve, stop
-from rental.services.topics import admin_client, ensure_topics
+from rental.servers.pricing import Served, start, stop
+from rental.servers.topics import admin_client, ensure_topics
 from rental.settings import Settings
 from tests.integration.conftest import local_services, settings  # noqa: F401  (the real services)
+from tests.worlds.serving_world import ServingWorld, build
 
 REDIS_DB = 13
 
@@ -43,7 +44,7 @@ def world(tmp_path_factory, settings: Settings) -> ServingWorld:  # noqa: F811
 def served(world: ServingWorld, tmp_path_factory) -> Served:
     # One worker: the tests read per-process state (the alias a worker follows, its log counters).
     env = world.env | {"RENTAL_SERVE_ALIAS_POLL_S": "0.5", "RENTAL_SERVE_WORKERS": "1"}
-    bento = serve(env, tmp_path_factory.mktemp("bento") / "serve.log")
+    bento = start(env, tmp_path_factory.mktemp("bento") / "serve.log")
     yield bento
     stop(bento)
 

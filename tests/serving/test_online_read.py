@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import redis as redis_py
 
-from rental.bench.serving_world import NEW_ITEM
-from streaming.features.online_read import OnlineReader, as_of
-from streaming.features.store import feature_store
+from streaming.feature_store.online_read import OnlineReader, as_of
+from streaming.feature_store.store import feature_store
+from tests.worlds.serving_world import NEW_ITEM
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,10 @@ import pytest
 import redis as redis_py
 
 from bento_service.protos import pricing_pb2, pricing_pb2_grpc
-from rental.bench.sandbox import wait_for
-from rental.bench.serving_world import free_port, serve, stop
-from rental.services.redis import binary
+from rental.servers.pricing import free_port, start, stop
+from rental.servers.redis import binary
 from tests.serving.test_service import body
+from tests.worlds.stream_world import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -62,7 +62,7 @@ def outage(world, tmp_path_factory):
     private.start()
     env = world.env | {"REDIS_URL": private.url, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
                        "RENTAL_SERVE_LOG_QUEUE": "3", "RENTAL_SERVE_WORKERS": "1"}  # fmt: skip
-    bento = serve(env, tmp_path_factory.mktemp("bento-outage") / "serve.log")
+    bento = start(env, tmp_path_factory.mktemp("bento-outage") / "serve.log")
     yield private, bento
     stop(bento)
     if private.process.poll() is None:

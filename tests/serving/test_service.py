@@ -20,8 +20,8 @@ from kafka import KafkaConsumer, TopicPartition
 from mlflow import MlflowClient
 
 from bento_service.protos import pricing_pb2, pricing_pb2_grpc
-from rental.bench.sandbox import wait_for
-from rental.bench.serving_world import NEW_ITEM
+from tests.worlds.serving_world import NEW_ITEM
+from tests.worlds.stream_world import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 START = (datetime.now(UTC).date() + timedelta(days=10)).isoformat()

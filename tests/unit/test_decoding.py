@@ -11,8 +11,8 @@ from streaming.consumer import decoding
 from streaming.consumer.decoding import _fast, as_tuple, decode_args, decode_many
 from streaming.events import EventError, decode, encode
 from streaming.features.event_batch import event_key
-from streaming.packed import concatenated
 from streaming.simulator.replay import history_events
+from streaming.wire.packed import concatenated
 
 CREATED = {"schema_version": 1, "event_id": "e1", "item_id": "item_1", "customer_id": "cust_1", "booking_id": "b1",
            "event_time": "2026-01-02T03:04:05.123456Z", "event_type": "booking_created",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from training.dense_predict import DensePredictor
+from training.predictor.dense import DensePredictor
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from streaming.events import CANCELLED, CREATED
 from streaming.features.event_batch import EventBatch, event_key
-from streaming.features.pipeline import CANCELLED, CREATED
 
 EVENTS = [
     (CREATED, "e1", "item_1", "cust_1", 1_700_000_000_000_000, 2550, 4),

@@ -5,7 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from streaming.features.pipeline import CANCELLED, CREATED, Catalogue, FeaturePipeline, UnknownItem
+from streaming.events import CANCELLED, CREATED
+from streaming.features.pipeline import Catalogue, FeaturePipeline, UnknownItem
 from streaming.features.windows import DAY_US, Deduplicator, Spec, WindowEngine
 
 WEEK, MONTH = 7 * DAY_US, 30 * DAY_US

@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from rental.settings import Settings
-from streaming.features.offline import STREAM_COMPRESSION, compact, read_view, view_dir, write_rows
+from streaming.feature_store.offline import STREAM_COMPRESSION, compact, read_view, view_dir, write_rows
 from streaming.features.windows import DAY_US
 
 DAY1 = 20_000 * DAY_US  # 2024-10-04

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from streaming.consumer.partitioning import partition_of, partitions_of
+from streaming.wire.partitioning import partition_of, partitions_of
 
 
 def test_partitions_equal_kafka_pythons_murmur2():

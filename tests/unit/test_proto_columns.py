@@ -8,7 +8,7 @@ import pytest
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from streaming.features.proto_columns import (
+from streaming.feature_store.proto_columns import (
     DOUBLE,
     FLOAT,
     INT32,
@@ -71,9 +71,9 @@ def test_a_null_is_an_unset_value_and_rows_keep_their_columns_apart():
 
 
 def test_stored_timestamps_are_read_back_as_protobuf_gives_them():
-    from streaming.features.online import _timestamp_us  # the one-by-one reader, protobuf's own parser
-    from streaming.features.proto_columns import timestamps_us
-    from streaming.packed import concatenated
+    from streaming.feature_store.online_write import _timestamp_us  # the one-by-one reader, protobuf's own parser
+    from streaming.feature_store.proto_columns import timestamps_us
+    from streaming.wire.packed import concatenated
 
     protos = [b""]
     for us in [*TIMES_US, -1_000_000, -1, 253_402_300_799_999_999]:

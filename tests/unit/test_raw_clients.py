@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from bento_service.protos import pricing_pb2, pricing_pb2_grpc
-from rental.bench.raw_clients import RawGrpc
+from tests.benchmarks.raw_clients import RawGrpc
 
 PREDICT = f"/{pricing_pb2.DESCRIPTOR.services_by_name['PricingService'].full_name}/Predict"
 

@@ -10,7 +10,7 @@ from kafka.errors import CorruptRecordError
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 
-from streaming.consumer.record_blocks import RecordColumns
+from streaming.wire.record_blocks import RecordColumns
 
 BASE = 1_000
 

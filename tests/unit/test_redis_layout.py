@@ -9,7 +9,7 @@ from feast.infra.online_stores.helpers import _redis_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from streaming.features.redis_layout import EntityKeys
+from streaming.feature_store.redis_layout import EntityKeys
 
 IDS = ["item_000001", "cust_0140108", "", "dress", "é" * 300, "a b\tc", "💃" * 70]
 

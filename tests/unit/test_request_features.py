@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from training import request_features as rf
+from training.predictor import request_features as rf
 
 
 def _random_quotes(n: int, seed: int = 3) -> pd.DataFrame:

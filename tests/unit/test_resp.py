@@ -9,8 +9,8 @@ import os
 import numpy as np
 from redis.connection import PythonRespSerializer
 
-from streaming.features.resp import COMPLETE, INCOMPLETE, bulk_replies, hget_commands, hset_commands
-from streaming.packed import concatenated
+from streaming.wire.packed import concatenated
+from streaming.wire.resp import COMPLETE, INCOMPLETE, bulk_replies, hget_commands, hset_commands
 
 PACK = PythonRespSerializer(buffer_cutoff=1 << 30, encode=lambda value: value).pack
 

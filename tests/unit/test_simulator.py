@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 
 from streaming.events import BookingCancelled, BookingCreated
+from streaming.history.tables import write_history
 from streaming.simulator.history import recent_counts, simulate
 from streaming.simulator.live import LiveSimulator
-from streaming.simulator.pricing import NOISE_SIGMA, expected_price
+from streaming.simulator.price_process import NOISE_SIGMA, expected_price
 from streaming.simulator.replay import history_events
 from streaming.simulator.shifts import Shifts
 from streaming.simulator.world import World
-from streaming.tables import write_history
 
 from .conftest import SMALL
 

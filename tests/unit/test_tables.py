@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from streaming.tables import TableError, history_paths, load_history, write_history
+from streaming.history.tables import TableError, history_paths, load_history, write_history
 
 
 @pytest.fixture()
