@@ -1,6 +1,6 @@
 """Online features for a quote: the model's Feast feature service, read from Redis.
 
-Costs that matter per request (DESIGN.md): the ``FeatureService`` and its views are fetched from
+Costs that matter per request (docs/architecture.md): the ``FeatureService`` and its views are fetched from
 Feast's registry once per name (fetching them per request costs ~5 ms), and the rows are read
 with ``OnlineReader``, which gives what ``get_online_features`` gives for a tenth of its CPU.
 The category entity key is the item's category, a static attribute: it is remembered per item

@@ -1,7 +1,7 @@
 """Writing feature rows to the online store: Feast's Redis layout, at the rate a stream needs.
 
 ``FeatureStore.push`` converts a DataFrame through Arrow to protos and then Redis; it costs
-about 115 µs a row (DESIGN.md), too slow for thousands of rows a second. This writer keeps
+about 115 µs a row (docs/architecture.md), too slow for thousands of rows a second. This writer keeps
 Feast's storage format exactly (Feast's own key and field-hash helpers, its value protos, its
 "_ts:<view>" timestamp field, timestamps that only grow), but encodes a poll's rows column by
 column in one compiled pass (``proto_columns``) and sends them as pipelined HSETs encoded in

@@ -81,5 +81,5 @@ def apply(settings: Settings) -> None:
 
 
 def model_feature_service(store: FeatureStore) -> FeatureService:
-    """Fetched once and reused: fetching it per request costs ~5 ms (DESIGN.md)."""
+    """Fetched once and reused: fetching it per request costs ~5 ms (docs/architecture.md)."""
     return store.get_feature_service(FEATURE_SERVICE)
