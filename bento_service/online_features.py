@@ -25,8 +25,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from rental.settings import Settings
-from streaming.feature_store.online_read import OnlineReader, as_of
-from streaming.feature_store.store import FEATURE_REPO, repo_config
+from streaming.feature_store import FEATURE_REPO, OnlineReader, as_of, repo_config
 
 CATEGORY_KEY = "category"  # the category entity's join key ...
 CATEGORY_FEATURE = "item_category"  # ... is this item attribute (the backfill and the consumer key it so)

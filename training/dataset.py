@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rental.settings import Settings
-from streaming.feature_store.store import FEATURE_SERVICE, feature_store
+from streaming.feature_store import FEATURE_SERVICE, feature_store
 from streaming.history.tables import BOOKINGS, ITEMS, History, TableError, history_paths, load_history
 from training.asof import arrow_to_frame, asof_features, connect
 from training.feature_spec import ServiceSpec, TrainingDataError, service_spec

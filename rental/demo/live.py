@@ -36,7 +36,7 @@ def live(
     spike: Annotated[float, typer.Option(help="Extra bookings per second of the watched item.")] = 3.0,
 ) -> None:
     """Stream bookings into the running consumer and watch one item's features move."""
-    from streaming.feature_store.store import feature_store
+    from streaming.feature_store import feature_store
     from streaming.simulator.cli import load_world
 
     settings = get_settings()

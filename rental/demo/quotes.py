@@ -34,7 +34,7 @@ def quotes(
     from bento_service.protos import pricing_pb2, pricing_pb2_grpc
     from rental.demo.live import start_consumer, stop_consumer, stream_with_spike
     from rental.servers import pricing as pricing_server
-    from streaming.feature_store.store import feature_store
+    from streaming.feature_store import feature_store
     from streaming.simulator.cli import load_world
 
     settings = get_settings()
