@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rental.demo.live import app as demo_app
-from rental.demo.quotes import quotes
+from rental.demo import app as demo_app
 from rental.servers.cli import app as services_app
 from rental.servers.pricing import serve
 from streaming.consumer.cli import app as stream_app
@@ -23,7 +22,6 @@ app.add_typer(stream_app, name="stream")
 app.add_typer(demo_app, name="demo")
 app.command("train")(train)
 app.command("serve")(serve)
-demo_app.command("quotes")(quotes)
 
 if __name__ == "__main__":
     app()

@@ -24,12 +24,10 @@ from rich.table import Table
 from rental.settings import get_settings
 from streaming.events import BookingCreated, encode
 
-app = typer.Typer(help="Demonstrations of the running system.", no_args_is_help=True)
 console = Console()
 SHOWN = ("bookings_7d", "bookings_30d", "revenue_7d", "utilisation_30d", "last_booking_at")
 
 
-@app.command()
 def live(
     seconds: Annotated[float, typer.Option(help="How long to stream.")] = 15.0,
     rate: Annotated[float, typer.Option(help="Background bookings per second.")] = 100.0,
