@@ -7,22 +7,15 @@ pricing service will read them, so the popularity can be seen rising as bookings
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from rental.demo.stream import start_consumer, stop_consumer, stream_with_spike, watched_item
 from rental.settings import get_settings
-from streaming.events import BookingCreated, encode
 
 console = Console()
 SHOWN = ("bookings_7d", "bookings_30d", "revenue_7d", "utilisation_30d", "last_booking_at")
@@ -35,13 +28,9 @@ def live(
 ) -> None:
     """Stream bookings into the running consumer and watch one item's features move."""
     from streaming.feature_store import feature_store
-    from streaming.simulator.cli import load_world
 
     settings = get_settings()
-    world, bookings = load_world(settings.simulation_dir)
-    recent = bookings[bookings["event_time"] > bookings["event_time"].max() - timedelta(days=30)]
-    item_id = str(recent["item_id"].value_counts().index[0])
-    customer_id = str(bookings["customer_id"].iloc[0])
+    world, bookings, item_id, customer_id = watched_item(settings, busiest_share=0.0)
     store = feature_store(settings)
     features = [f"item_popularity:{name}" for name in SHOWN]
 
@@ -64,76 +53,6 @@ def live(
         stop_consumer(consumer)
     console.print(table)
     console.print(f"{sent} spike bookings of {item_id} on top of {rate:g}/s background bookings for {seconds:g} s")
-
-
-def start_consumer(settings) -> subprocess.Popen:
-    """`rental stream features` as a child, once it holds its partitions (checkpoints every 2 s)."""
-    env = os.environ | {"RENTAL_CHECKPOINT_EVERY_S": "2"}
-    consumer = subprocess.Popen([sys.executable, "-m", "rental.cli", "stream", "features", "--quiet"], env=env)
-    with console.status("the feature consumer is starting (joining its consumer groups) ..."):
-        _wait_until_stable(settings, consumer)
-    return consumer
-
-
-def stop_consumer(consumer: subprocess.Popen) -> None:
-    consumer.send_signal(signal.SIGTERM)
-    consumer.wait(timeout=120)
-
-
-def stream_with_spike(settings, world, bookings, item_id: str, customer_id: str, *, rate: float, spike: float,
-                      seconds: float, tail_s: float, every, price_per_day: float, lead_days: int) -> int:  # fmt: skip
-    """Background bookings at ``rate`` per second plus ``spike`` per second of ``item_id`` for
-    ``seconds``; ``every(elapsed)`` at the start and every 2 s until ``tail_s`` after the end.
-    Returns how many bookings of the item were sent."""
-    from streaming.producer import make_producer
-    from streaming.simulator.live import LiveSimulator, stream_live
-
-    producer = make_producer(settings)
-    background = threading.Thread(
-        target=stream_live, args=(producer, settings.topic_bookings, LiveSimulator(world, bookings), rate, seconds),
-        daemon=True,
-    )  # fmt: skip
-    started = time.monotonic()
-    every(0.0)
-    background.start()
-    sent, next_print = 0, 2.0
-    while (elapsed := time.monotonic() - started) < seconds + tail_s:
-        if elapsed < seconds and sent < elapsed * spike:
-            now = datetime.now(UTC)
-            event = BookingCreated(event_id=f"demo-{uuid.uuid4().hex}", booking_id=f"demo-{uuid.uuid4().hex[:12]}",
-                                   item_id=item_id, customer_id=customer_id, event_time=now,
-                                   rental_start=(now + timedelta(days=lead_days)).date(), rental_days=3,
-                                   price_per_day=price_per_day)  # fmt: skip
-            producer.send(settings.topic_bookings, key=item_id, value=encode(event))
-            sent += 1
-        if elapsed >= next_print:
-            every(elapsed)
-            next_print += 2.0
-        time.sleep(0.05)
-    background.join()
-    producer.close()
-    return sent
-
-
-def _wait_until_stable(settings, consumer: subprocess.Popen, timeout_s: float = 180) -> None:
-    from streaming.consumer.supervisor import GroupLag
-
-    groups = GroupLag(settings, ["items", "customers", "categories"])
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not groups.stable():
-            problem = None
-            if consumer.poll() is not None:
-                problem = f"the feature consumer exited with {consumer.returncode}"
-            elif time.monotonic() > deadline:
-                problem = f"the feature consumer did not join its groups in {timeout_s:.0f} s"
-            if problem:
-                console.print(f"[red]{problem}[/red]")
-                raise typer.Exit(1)
-            time.sleep(0.5)
-        time.sleep(2)  # the partitions it was given are set up on its next poll
-    finally:
-        groups.close()
 
 
 def _shown(value) -> str:

@@ -32,17 +32,12 @@ def quotes(
     import httpx
 
     from bento_service.protos import pricing_pb2, pricing_pb2_grpc
-    from rental.demo.live import start_consumer, stop_consumer, stream_with_spike
+    from rental.demo.stream import start_consumer, stop_consumer, stream_with_spike, watched_item
     from rental.servers import pricing as pricing_server
     from streaming.feature_store import feature_store
-    from streaming.simulator.cli import load_world
 
     settings = get_settings()
-    world, bookings = load_world(settings.simulation_dir)
-    recent = bookings[bookings["event_time"] > bookings["event_time"].max() - timedelta(days=30)]
-    counts = recent["item_id"].value_counts()
-    item_id = str(counts.index[int(len(counts) * 0.8)])  # a quiet item: its popularity has room to rise
-    customer_id = str(bookings["customer_id"].iloc[0])
+    world, bookings, item_id, customer_id = watched_item(settings, busiest_share=0.8)
     start = (datetime.now(UTC).date() + timedelta(days=10)).isoformat()
     request = {"item_id": item_id, "customer_id": customer_id, "rental_start": start, "rental_days": 3}
     store = feature_store(settings)
