@@ -8,12 +8,16 @@ value's type and bounds, RFC 3339 times) and, when that is not sure, ``events.de
 decides and words the reason for the DLQ. Neither faster path ever accepts what pydantic
 rejects or changes a value (unit tests compare them on valid, malformed, edge-case and
 byte-mutated payloads).
+
+``decode_records`` is a stage's way in: a partition's records, the app's payloads or the batches
+an upstream stage forwarded, to events, each rejected record to the DLQ with its reason.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
@@ -32,6 +36,10 @@ from streaming.events import (
 )
 from streaming.features.event_batch import EventBatch, event_key
 from streaming.wire.json_scan import LITERALS, MAX_LENGTHS, STRING_FIELDS, scan
+
+if TYPE_CHECKING:
+    from streaming.consumer.dead_letters import DeadLetters
+    from streaming.wire.record_blocks import RecordColumns
 
 # The fields ``_fast`` reads and checks, by event type. The event models are the truth: if one
 # gains or loses a field, importing this module fails rather than letting the fast path accept
@@ -123,6 +131,27 @@ def decode_many(buf: np.ndarray, ends: np.ndarray) -> tuple[EventBatch, list[int
     return batch, owner, errors
 
 
+def decode_records(records: RecordColumns, reads_batches: bool,
+                   dead_letters: DeadLetters) -> tuple[EventBatch, list[int]]:  # fmt: skip
+    """The valid events of a poll's records as columns, and for each the index of its record."""
+    owner: list[int] = []
+    if reads_batches:
+        batches = []
+        for i in range(len(records)):
+            try:
+                batch = EventBatch.forwarded(records.value(i))
+            except ValueError as exc:
+                dead_letters.send(records.record(i), f"forwarded batch: {exc}")
+                continue
+            batches.append(batch)
+            owner += [i] * len(batch)
+        return (EventBatch.concat(batches) if batches else EventBatch.empty()), owner
+    batch, owner, errors = decode_many(records.values, records.value_ends)
+    for i, reason in errors:
+        dead_letters.send(records.record(i), reason)
+    return batch, owner
+
+
 def _strings(data: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """ASCII strings laid end to end in ``data`` (each ending at ``ends``) as an object array."""
     offsets = np.concatenate([[0], ends]).astype(np.int32)
@@ -144,4 +173,4 @@ def decode_args(payload: bytes) -> tuple:
     return fast if fast is not None else as_tuple(decode(payload))
 
 
-__all__ = ["EventError", "as_tuple", "decode_args", "decode_many"]
+__all__ = ["EventError", "as_tuple", "decode_args", "decode_many", "decode_records"]

@@ -7,7 +7,7 @@ to ``bookings.by-customer`` and ``bookings.by-category``, and a stage consumes e
 Any number of processes may run any stages; Kafka's group protocol splits the partitions.
 
 Forwarded events travel in batches, one Kafka message per poll and target partition (up to
-``runner.FORWARD_BATCH`` events), sent to that partition explicitly (the default partitioner's
+``forwarding.FORWARD_BATCH`` events), sent to that partition explicitly (the default partitioner's
 choice for the key, so the routing is the same as keyed messages): kafka-python spends ~100 µs
 per send, which per event would cost more than computing the features. A batch is the validated
 events as columns, one Arrow IPC stream (``event_batch.EventBatch``), which the next stage reads

@@ -31,7 +31,7 @@ from streaming.consumer.stages import stages as all_stages
 from streaming.consumer.usage import cpu_s, peak_rss_mb
 
 if TYPE_CHECKING:
-    from streaming.consumer.cli import StageInputs
+    from streaming.consumer.runtime import StageInputs
 
 console = Console(stderr=True)
 
@@ -88,9 +88,9 @@ class StageProcess:
             return cls(pid)
         code = 1
         try:  # the child: run the stage, then leave without running the parent's clean-up
-            from streaming.consumer.cli import run_one
+            from streaming.consumer.runtime import run_one
 
-            run_one(settings, name, None, None, False, stats_json, inputs)
+            run_one(settings, name, None, None, stats_json, inputs)
             code = 0
         except BaseException:
             traceback.print_exc()
@@ -139,7 +139,8 @@ def supervise(settings: Settings, names: list[str], max_seconds: float | None, u
         console.print(f"[red]unknown stage(s) {unknown}; known: {list(all_stages(settings))}[/red]")
         return 2
     stats_dir = Path(tempfile.mkdtemp(prefix="stream-stats-"))
-    from streaming.consumer.cli import StageInputs, preload
+    # Here, not at the top: watching lag (``GroupLag``, the demo's) needs none of a stage's runtime.
+    from streaming.consumer.runtime import StageInputs, preload
 
     preload()  # once here, before any thread or client exists: every stage forks from it
     inputs = StageInputs.load(settings)

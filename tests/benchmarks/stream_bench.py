@@ -40,7 +40,7 @@ from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 
 from rental.settings import get_settings
-from streaming.consumer.runner import fetch_options
+from streaming.consumer.joining import fetch_options
 from streaming.events import BookingCreated, encode
 from streaming.feature_store.store import feature_store
 from streaming.history.tables import ITEMS, write_table

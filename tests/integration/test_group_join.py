@@ -11,7 +11,7 @@ import pytest
 from kafka import ConsumerRebalanceListener
 
 from rental.servers.topics import admin_client, ensure_topics
-from streaming.consumer.runner import join_group
+from streaming.consumer.joining import join_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
