@@ -1,91 +1,39 @@
-"""Feature views. Windowed views are fed live by the consumer (push) and backfilled as Parquet.
+"""Feature views, built from their declaration (``streaming/feature_store/views.py``).
 
-A ttl of zero means no expiry (static attributes). Windowed views get a long ttl: their rows
-already decay to zero as events leave the windows, so a null only means "no history at all".
+Each view is a module attribute, as `feast apply` finds views; what a view holds (entity, ttl,
+features and their types, source) comes from the declaration, so a feature is added there.
 """
 
-from datetime import timedelta
-
-from data_sources import (
-    category_season_source,
-    customer_attributes_source,
-    customer_history_source,
-    item_attributes_source,
-    item_popularity_source,
-)
-from entities import category, customer, item
+from data_sources import SOURCES
+from entities import ENTITIES
 from feast import FeatureView, Field
-from feast.types import Float64, Int64, String, UnixTimestamp
+from feast.types import Float64, Int64, PrimitiveFeastType, String, UnixTimestamp
 
-item_attributes = FeatureView(
-    name="item_attributes",
-    entities=[item],
-    ttl=timedelta(0),
-    schema=[
-        Field(name="brand", dtype=String),
-        Field(name="brand_tier", dtype=String),
-        Field(name="item_category", dtype=String),
-        Field(name="colour", dtype=String),
-        Field(name="size", dtype=String),
-        Field(name="retail_price", dtype=Float64),
-        Field(name="condition", dtype=String),
-        Field(name="units", dtype=Int64),
-        Field(name="listed_at", dtype=UnixTimestamp),
-    ],
-    source=item_attributes_source,
-    online=True,
-)
+from streaming.feature_store.views import FLOAT, INT, STRING, TIMESTAMP, VIEWS
 
-item_popularity = FeatureView(
-    name="item_popularity",
-    entities=[item],
-    ttl=timedelta(days=365),
-    schema=[
-        Field(name="bookings_7d", dtype=Int64),
-        Field(name="bookings_30d", dtype=Int64),
-        Field(name="revenue_7d", dtype=Float64),
-        Field(name="revenue_30d", dtype=Float64),
-        Field(name="avg_price_30d", dtype=Float64),
-        Field(name="utilisation_30d", dtype=Float64),
-        Field(name="cancellations_30d", dtype=Int64),
-        Field(name="last_booking_at", dtype=UnixTimestamp),
-    ],
-    source=item_popularity_source,
-    online=True,
-)
+FEAST_TYPES: dict[str, PrimitiveFeastType] = {INT: Int64, FLOAT: Float64, STRING: String, TIMESTAMP: UnixTimestamp}
 
-category_season = FeatureView(
-    name="category_season",
-    entities=[category],
-    ttl=timedelta(days=365),
-    schema=[
-        Field(name="category_bookings_7d", dtype=Int64),
-        Field(name="category_bookings_365d", dtype=Int64),
-        Field(name="category_demand_index", dtype=Float64),
-    ],
-    source=category_season_source,
-    online=True,
-)
 
-customer_history = FeatureView(
-    name="customer_history",
-    entities=[customer],
-    ttl=timedelta(days=400),
-    schema=[
-        Field(name="customer_bookings_365d", dtype=Int64),
-        Field(name="customer_avg_price_365d", dtype=Float64),
-        Field(name="customer_avg_retail_365d", dtype=Float64),
-        Field(name="customer_cancellations_365d", dtype=Int64),
-    ],
-    source=customer_history_source,
-    online=True,
-)
+def _view(name: str) -> FeatureView:
+    view = VIEWS[name]
+    return FeatureView(
+        name=view.name,
+        entities=[ENTITIES[view.entity.name]],
+        ttl=view.ttl,
+        schema=[Field(name=feature, dtype=FEAST_TYPES[kind]) for feature, kind in view.features.items()],
+        source=SOURCES[name],
+        online=view.online,
+    )
 
-customer_attributes = FeatureView(
-    name="customer_attributes",
-    entities=[customer],
-    ttl=timedelta(0),
-    schema=[Field(name="segment", dtype=String), Field(name="preferred_category", dtype=String)],
-    source=customer_attributes_source,
-    online=True,
-)
+
+item_attributes = _view("item_attributes")
+item_popularity = _view("item_popularity")
+category_season = _view("category_season")
+customer_history = _view("customer_history")
+customer_attributes = _view("customer_attributes")
+
+FEATURE_VIEWS = {
+    fv.name: fv for fv in (item_attributes, item_popularity, category_season, customer_history, customer_attributes)
+}
+if set(FEATURE_VIEWS) != set(VIEWS):
+    raise RuntimeError(f"declared views without a Feast view here: {sorted(set(VIEWS) - set(FEATURE_VIEWS))}")

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rental.settings import Settings
+from streaming.feature_store.views import EVENT_TIMESTAMP, FLOAT, INT, STRING, TIMESTAMP, VIEWS
 
 WRITER_THREADS = 4
 RECENT_DAYS = 2  # the days of a write that get a partition each; older rows are grouped by month
@@ -26,33 +27,13 @@ RECENT_DAYS = 2  # the days of a write that get a partition each; older rows are
 # 1.2 million rows in 365 day files), for files ~40% larger: a checkpoint that ends a catch-up
 # is the last thing the consumer waits for.
 STREAM_COMPRESSION = "lz4"
-# Arrow types of each view's columns, so every file of a view has the same schema.
+# Arrow types of each view's columns (``views.py``), so every file of a view has the same schema.
 TS = pa.timestamp("us", tz="UTC")
+ARROW_TYPES = {INT: pa.int64(), FLOAT: pa.float64(), STRING: pa.string(), TIMESTAMP: TS}
 SCHEMAS: dict[str, pa.Schema] = {
-    "item_popularity": pa.schema(
-        [("item_id", pa.string()), ("event_timestamp", TS), ("bookings_7d", pa.int64()), ("bookings_30d", pa.int64()),
-         ("revenue_7d", pa.float64()), ("revenue_30d", pa.float64()), ("avg_price_30d", pa.float64()),
-         ("utilisation_30d", pa.float64()), ("cancellations_30d", pa.int64()), ("last_booking_at", TS)]
-    ),
-    "category_season": pa.schema(
-        [("category", pa.string()), ("event_timestamp", TS), ("category_bookings_7d", pa.int64()),
-         ("category_bookings_365d", pa.int64()), ("category_demand_index", pa.float64())]
-    ),
-    "customer_history": pa.schema(
-        [("customer_id", pa.string()), ("event_timestamp", TS), ("customer_bookings_365d", pa.int64()),
-         ("customer_avg_price_365d", pa.float64()), ("customer_avg_retail_365d", pa.float64()),
-         ("customer_cancellations_365d", pa.int64())]
-    ),
-    "item_attributes": pa.schema(
-        [("item_id", pa.string()), ("event_timestamp", TS), ("brand", pa.string()), ("brand_tier", pa.string()),
-         ("item_category", pa.string()), ("colour", pa.string()), ("size", pa.string()), ("retail_price", pa.float64()),
-         ("condition", pa.string()), ("units", pa.int64()), ("listed_at", TS)]
-    ),
-    "customer_attributes": pa.schema(
-        [("customer_id", pa.string()), ("event_timestamp", TS), ("segment", pa.string()),
-         ("preferred_category", pa.string())]
-    ),
-}  # fmt: skip
+    name: pa.schema([(column, ARROW_TYPES[kind]) for column, kind in view.columns.items()])
+    for name, view in VIEWS.items()
+}
 
 
 def view_dir(settings: Settings, view: str) -> Path:
@@ -109,7 +90,7 @@ def write_rows(settings: Settings, view: str, rows: list[dict] | pd.DataFrame | 
     if len(rows) == 0:
         return []
     table = to_table(view, rows)
-    key, labels = _partitions(table["event_timestamp"].cast(pa.int64()).to_numpy() // 86_400_000_000)
+    key, labels = _partitions(table[EVENT_TIMESTAMP].cast(pa.int64()).to_numpy() // 86_400_000_000)
     if (key[1:] != key[:-1]).sum() >= len(labels):  # one reorder (rows keep their order within a partition)
         order = np.argsort(key, kind="stable")
         table, key = table.take(order), key[order]
@@ -171,8 +152,8 @@ def compact(settings: Settings, before: date, views: list[str] | None = None) ->
             if len(files) < 2:
                 continue
             table = pa.concat_tables([pq.read_table(f, schema=SCHEMAS[view]) for f in files])
-            key = SCHEMAS[view].names[0]
-            frame = table.to_pandas().drop_duplicates().sort_values([key, "event_timestamp"], kind="stable")
+            key = VIEWS[view].join_key
+            frame = table.to_pandas().drop_duplicates().sort_values([key, EVENT_TIMESTAMP], kind="stable")
             target = day_dir / f"compacted-{uuid.uuid4().hex[:12]}.parquet"
             tmp = target.with_name(f".{target.name}.tmp")
             _write_parquet(to_table(view, frame), tmp)

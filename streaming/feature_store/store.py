@@ -18,9 +18,9 @@ from feast import FeatureService, FeatureStore
 from feast.repo_config import RepoConfig
 
 from rental.settings import REPO_ROOT, Settings, get_settings
+from streaming.feature_store.views import FEATURE_SERVICE
 
 FEATURE_REPO = REPO_ROOT / "feature_repo"
-FEATURE_SERVICE = "rental_price_v1"
 
 
 def feast_redis_connection(redis_url: str) -> str:
