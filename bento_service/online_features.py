@@ -1,8 +1,9 @@
 """Online features for a quote: the model's Feast feature service, read from Redis.
 
-Costs that matter per request (docs/architecture.md): the ``FeatureService`` and its views are fetched from
-Feast's registry once per name (fetching them per request costs ~5 ms), and the rows are read
-with ``OnlineReader``, which gives what ``get_online_features`` gives for a tenth of its CPU.
+Costs that matter per request ("Measured facts" in docs/architecture.md): the ``FeatureService``
+and its views are fetched from Feast's registry once per name (fetching them per request costs
+~5 ms), and the rows are read with ``OnlineReader``, which gives what ``get_online_features``
+gives for a tenth of its CPU.
 The category entity key is the item's category, a static attribute: it is remembered per item
 so one read answers a quote; the first quote of an item (or one whose category changed) reads again with
 the category the item's own row names, so the remembered value is never trusted blindly.

@@ -2,9 +2,9 @@
 
 Feast's join pairs each entity row with every earlier row of its key and keeps the latest, so
 its cost grows with the square of a hot item's row count (35 s and 7 GB for a million skewed
-bookings, docs/architecture.md). An as-of join finds the same latest row by a sorted merge. The semantics
-are Feast's: the latest feature row at or before the entity time, or nulls when that row is
-older than the view's ttl. ``tests/model/test_training_set.py`` checks the two agree.
+bookings: "Measured facts" in docs/architecture.md). An as-of join finds the same latest row by
+a sorted merge. The semantics are Feast's: the latest feature row at or before the entity time,
+or nulls when that row is older than the view's ttl. ``tests/model/test_training_set.py`` checks the two agree.
 """
 
 from __future__ import annotations
