@@ -137,11 +137,11 @@ def replay(
     import itertools
 
     from streaming.producer import make_producer, send_events
-    from streaming.simulator.replay import history_events
+    from streaming.simulator.replay import cancelled_rows, history_events
 
     settings = get_settings()
     bookings = read_table(history_paths(history_dir or settings.simulation_dir)[2])
-    total = len(bookings) + int(bookings["cancelled_at"].notna().sum())
+    total = len(bookings) + len(cancelled_rows(bookings))
     events = history_events(bookings)
     if limit:
         events, total = itertools.islice(events, limit), min(limit, total)

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from streaming.history.tables import BOOKINGS, CUSTOMERS, ITEMS, History, validate
-from streaming.simulator.price_process import draw_paid_price, expected_price
 from streaming.simulator.world import MAX_LEAD_DAYS, SimulationConfig, World
 
 ITEM_CHUNK = 4_000
@@ -83,20 +82,14 @@ def generate_bookings(world: World, progress: Callable[[int], None] | None = Non
     item_idx, start_day, lead, event_time = item_idx[order], start_day[order], lead[order], event_time[order]
     recent = recent_counts(item_idx, event_time.asi8, RECENT_WINDOW.value)
 
-    customer_idx = world.sample_customers(item_idx, rng)
-    frame = world.booking_frame(item_idx, customer_idx)
-    frame["event_time"] = event_time
-    frame["rental_start"] = (history_start.tz_localize(None) + pd.to_timedelta(start_day, unit="D")).date
-    frame["rental_days"] = world.sample_rental_days(item_idx, rng)
-    frame["recent_bookings_30d"] = recent
-    expected = expected_price(frame, cfg.shifts)
-    frame["expected_price_per_day"] = np.round(expected, 4)
-    frame["price_per_day"] = draw_paid_price(expected, rng)
+    rental_start = (history_start.tz_localize(None) + pd.to_timedelta(start_day, unit="D")).date
+    frame = world.book(item_idx, lead, event_time, rental_start, recent, rng)
+    frame["expected_price_per_day"] = frame["expected_price_per_day"].round(4)
     frame["currency"] = cfg.currency
 
     # Cancellations happen between booking and rental start; later than the history's end
     # they have not happened yet.
-    cancelled = rng.random(len(frame)) < world.cancel_probability(lead)
+    cancelled = frame.pop("cancelled").to_numpy()
     rental_start_ts = pd.to_datetime(frame["rental_start"]).dt.tz_localize("UTC")
     span = (rental_start_ts - frame["event_time"]).clip(lower=pd.Timedelta(minutes=1))
     cancelled_at = (frame["event_time"] + span * rng.random(len(frame))).dt.floor("us")

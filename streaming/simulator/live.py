@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from kafka import KafkaProducer
 
-from streaming.events import BookingCancelled, BookingCreated, cancelled_event_id, created_event_id, encode
-from streaming.simulator.price_process import draw_paid_price, expected_price
+from streaming.events import BookingCancelled, BookingCreated, encode
+from streaming.simulator.booking_events import booking_cancelled, booking_created
 from streaming.simulator.world import World
 
 RECENT_WINDOW_S = 30 * 86400.0
@@ -85,44 +85,29 @@ class LiveSimulator:
         item_idx = item_idx.clip(0, len(world.items) - 1)
         now_s = now.timestamp()
         recent = np.array([self._recent_count(int(i), now_s) for i in item_idx])
-        frame = world.booking_frame(item_idx, world.sample_customers(item_idx, rng))
-        frame["event_time"] = pd.Timestamp(now)
-        frame["rental_start"] = [(today + pd.Timedelta(days=int(d))).date() for d in lead]
-        frame["rental_days"] = world.sample_rental_days(item_idx, rng)
-        frame["recent_bookings_30d"] = recent
-        paid = draw_paid_price(expected_price(frame, world.config.shifts), rng)
-        cancels = rng.random(n) < world.cancel_probability(lead)
+        start = [(today + pd.Timedelta(days=int(d))).date() for d in lead]
+        frame = world.book(item_idx, lead, pd.Timestamp(now), start, recent, rng)
         delays = rng.uniform(*self.cancel_delay_s, size=n)
         for k, row in enumerate(frame.itertuples(index=False)):
             self._counter += 1
             booking_id = f"live_{self.run_id}_{self._counter:09d}"
             self._recent.setdefault(int(item_idx[k]), deque()).append(now_s)
             events.append(
-                BookingCreated(
-                    event_id=created_event_id(booking_id),
-                    booking_id=booking_id,
-                    item_id=row.item_id,
-                    customer_id=row.customer_id,
-                    event_time=now,
-                    rental_start=row.rental_start,
-                    rental_days=int(row.rental_days),
-                    price_per_day=float(paid[k]),
-                    currency=world.config.currency,
+                booking_created(
+                    booking_id,
+                    row.item_id,
+                    row.customer_id,
+                    now,
+                    row.rental_start,
+                    row.rental_days,
+                    row.price_per_day,
+                    world.config.currency,
                 )
             )
-            if cancels[k]:
+            if row.cancelled:
                 due = now + timedelta(seconds=float(delays[k]))
                 self._pending_cancels.append(
-                    (
-                        due.timestamp(),
-                        BookingCancelled(
-                            event_id=cancelled_event_id(booking_id),
-                            booking_id=booking_id,
-                            item_id=row.item_id,
-                            customer_id=row.customer_id,
-                            event_time=due,
-                        ),
-                    )
+                    (due.timestamp(), booking_cancelled(booking_id, row.item_id, row.customer_id, due))
                 )
         return events
 

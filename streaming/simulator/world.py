@@ -6,6 +6,7 @@ live events continue the history rather than starting a different platform.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -19,6 +20,7 @@ from streaming.simulator.catalogue import (
     make_customers,
     make_items,
 )
+from streaming.simulator.price_process import draw_paid_price, expected_price
 from streaming.simulator.shifts import Shifts
 
 # Rentals mostly start at the end of the week.
@@ -152,3 +154,26 @@ class World:
             ],
             axis=1,
         )
+
+    def book(
+        self,
+        item_idx: np.ndarray,
+        lead_days: np.ndarray,
+        event_time: pd.DatetimeIndex | pd.Timestamp,
+        rental_start: Sequence[date] | np.ndarray,
+        recent_bookings_30d: np.ndarray,
+        rng: np.random.Generator,
+    ) -> pd.DataFrame:
+        """Bookings of chosen items at chosen times: who books, for how long, what they pay, and
+        whether they cancel. History and live stream both book here, so the live stream follows the
+        history's rules; the draws come in one fixed order, so a seed decides them."""
+        frame = self.booking_frame(item_idx, self.sample_customers(item_idx, rng))
+        frame["event_time"] = event_time
+        frame["rental_start"] = rental_start
+        frame["rental_days"] = self.sample_rental_days(item_idx, rng)
+        frame["recent_bookings_30d"] = recent_bookings_30d
+        expected = expected_price(frame, self.config.shifts)
+        frame["expected_price_per_day"] = expected
+        frame["price_per_day"] = draw_paid_price(expected, rng)
+        frame["cancelled"] = rng.random(len(frame)) < self.cancel_probability(lead_days)
+        return frame
