@@ -43,20 +43,22 @@ def local_services(settings: Settings) -> Iterator[dict[str, bool]]:
 
 @pytest.fixture
 def fresh_topic(settings: Settings) -> Iterator[Callable[[int], str]]:
-    """Factory for a unique topic with n partitions, deleted after the test."""
-    created: list[str] = []
+    """Factory for a unique topic with n partitions (on the session's broker unless another is
+    named), deleted after the test."""
+    created: dict[str, list[str]] = {}
 
-    def make(partitions: int) -> str:
+    def make(partitions: int, bootstrap_servers: str | None = None) -> str:
+        bootstrap_servers = bootstrap_servers or settings.bootstrap_servers
         name = f"test.{uuid.uuid4().hex[:12]}"
-        with admin_client(settings.bootstrap_servers) as admin:
+        with admin_client(bootstrap_servers) as admin:
             ensure_topics(admin, {name: (partitions, 3600 * 1000)})
-        created.append(name)
+        created.setdefault(bootstrap_servers, []).append(name)
         return name
 
     yield make
-    if created:
-        with admin_client(settings.bootstrap_servers) as admin:
-            admin.delete_topics(created, raise_errors=False)
+    for bootstrap_servers, names in created.items():
+        with admin_client(bootstrap_servers) as admin:
+            admin.delete_topics(names, raise_errors=False)
 
 
 @pytest.fixture

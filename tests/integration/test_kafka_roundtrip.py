@@ -2,21 +2,24 @@
 
 Checks the contracts the pipeline relies on: acks=all writes are all readable exactly once by a
 consumer group, one item's events stay ordered in one partition (key = item id), and both the
-data and the group's committed offsets survive a broker restart.
+data and the group's committed offsets survive a broker restart. The broker is one of the test's
+own (its own data directory and ports), so restarting it bounces no one else's.
 """
 
 from __future__ import annotations
 
 import itertools
+import socket
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from rental.servers import kafka as kafka_service
+from rental.servers.kafka import KafkaServer
 from streaming.events import BookingCancelled, BookingCreated, decode, encode
 from streaming.simulator.history import simulate
 from streaming.simulator.replay import history_events
@@ -73,9 +76,36 @@ def consume_all(bootstrap: str, topic: str, group: str, expected: int, timeout_s
     return records
 
 
-def test_roundtrip_and_restart(settings, fresh_topic):
-    bootstrap = settings.bootstrap_servers
-    topic = fresh_topic(PARTITIONS)
+def free_ports(n: int) -> list[int]:
+    probes = [socket.socket() for _ in range(n)]
+    try:
+        for probe in probes:  # all open at once, so the ports differ
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+@pytest.fixture
+def broker(settings, tmp_path) -> Iterator[KafkaServer | None]:
+    """A broker of the test's own, stopped afterwards; None when KAFKA_BOOTSTRAP_SERVERS names an
+    external broker (only round-tripped, never restarted)."""
+    if settings.kafka_is_external:
+        yield None
+        return
+    port, controller_port = free_ports(2)
+    own = KafkaServer(
+        settings.model_copy(update={"data_dir": tmp_path, "kafka_port": port, "kafka_controller_port": controller_port})
+    )
+    assert own.start() is True
+    yield own
+    own.stop()
+
+
+def test_roundtrip_and_restart(settings, broker, fresh_topic):
+    bootstrap = broker.s.bootstrap_servers if broker else settings.bootstrap_servers
+    topic = fresh_topic(PARTITIONS, bootstrap)
     events = make_events(N_EVENTS)
     by_id = {e.event_id: e for e in events}
 
@@ -100,12 +130,12 @@ def test_roundtrip_and_restart(settings, fresh_topic):
         assert e.event_time >= last_seen.get(e.item_id, datetime.min.replace(tzinfo=UTC))
         last_seen[e.item_id] = e.event_time
 
-    if settings.kafka_is_external:
+    if broker is None:
         pytest.skip("KAFKA_BOOTSTRAP_SERVERS names an external broker: not ours to restart")
-    assert kafka_service.stop(settings) is True
-    assert kafka_service.status(settings).state == "stopped"
-    assert kafka_service.start(settings) is True
-    assert kafka_service.status(settings).state == "running"
+    assert broker.stop() is True
+    assert broker.status().state == "stopped"
+    assert broker.start() is True
+    assert broker.status().state == "running"
 
     again = consume_all(bootstrap, topic, f"test-group-{uuid.uuid4().hex[:8]}", N_EVENTS)
     assert len(again) == N_EVENTS
