@@ -38,7 +38,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from rental.servers.pricing import free_port, stop
+from rental.servers import pricing as pricing_server
 from rental.settings import get_settings
 from tests.benchmarks.raw_clients import RawGrpc, RawHttp
 from tests.worlds.serving_world import build, settings_of, world_env
@@ -162,8 +162,8 @@ def main(
     serving = {k: v for k, v in os.environ.items() if k.startswith("RENTAL_SERVE_")}  # e.g. RENTAL_SERVE_WORKERS
     env = world_env(settings.data_dir, settings.redis_url) | serving
     stderr.print("starting bentoml serve and feast serve ...")
-    bento = start(env, workdir / "bento.log")
-    feast_port = free_port()
+    bento = pricing_server.start(env, workdir / "bento.log")
+    feast_port = pricing_server.free_port()
     feast = _feast_serve(settings, feast_port, workdir / "feast.log")
     try:
         bento_addr, feast_addr = bento.http.removeprefix("http://"), f"127.0.0.1:{feast_port}"
@@ -219,7 +219,7 @@ def main(
             "workers": int(serving.get("RENTAL_SERVE_WORKERS", settings.serve_workers)), "items": len(items), "cpus": os.cpu_count(),
         }  # fmt: skip
     finally:
-        stop(bento)
+        pricing_server.stop(bento)
         os.killpg(feast.pid, 15)
         feast.wait(timeout=30)
     print(json.dumps(result))
