@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     predictions_partitions: int = 6
     bookings_retention_ms: int = 30 * 24 * 3600 * 1000
     dlq_retention_ms: int = 90 * 24 * 3600 * 1000
+    # A dead letter's bound: well under the producer's 1 MB request limit, so no rejected payload,
+    # however large, makes a letter the stage cannot send (the original is then truncated).
+    dlq_max_letter_bytes: int = Field(default=65_536, ge=16_384, le=900_000)
     predictions_retention_ms: int = 14 * 24 * 3600 * 1000
     retrain_retention_ms: int = 30 * 24 * 3600 * 1000
 

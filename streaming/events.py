@@ -101,15 +101,18 @@ def describe_validation_error(error: ValidationError) -> str:
 
 
 def decode(payload: bytes | str) -> BookingCreated | BookingCancelled:
-    """Parse and validate one event; raise ``EventError`` with a readable reason."""
+    """Parse and validate one event; raise ``EventError`` with a readable reason. Whatever the
+    bytes, nothing else is raised: one producer's bad message must not stop a consumer."""
     try:  # the common case in one pass of pydantic's JSON parser; the reasons come from the slow path
         return _ADAPTER.validate_json(payload)
     except ValidationError:
         pass
-    try:
+    try:  # ValueError covers bad JSON, invalid UTF-8 and integers past Python's digit limit
         raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EventError(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise EventError("malformed JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise EventError(f"malformed JSON: {str(exc)[:200]}") from None
     if not isinstance(raw, dict):
         raise EventError(f"payload: expected a JSON object, got {type(raw).__name__}")
     version = raw.get("schema_version")
@@ -123,3 +126,5 @@ def decode(payload: bytes | str) -> BookingCreated | BookingCancelled:
         return _ADAPTER.validate_python(raw)
     except ValidationError as exc:
         raise EventError(describe_validation_error(exc)) from None
+    except RecursionError:  # an object nested just below json's limit
+        raise EventError("payload: nested too deeply") from None

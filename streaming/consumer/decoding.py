@@ -10,7 +10,9 @@ rejects or changes a value (unit tests compare them on valid, malformed, edge-ca
 byte-mutated payloads).
 
 ``decode_records`` is a stage's way in: a partition's records, the app's payloads or the batches
-an upstream stage forwarded, to events, each rejected record to the DLQ with its reason.
+an upstream stage forwarded, to events, each rejected record to the DLQ with its reason. No
+payload can raise out of it (deep nesting, huge numbers, invalid UTF-8, a null value): whatever
+a producer sends is a dead letter, never a stopped stage.
 """
 
 from __future__ import annotations
@@ -124,6 +126,8 @@ def decode_many(buf: np.ndarray, ends: np.ndarray) -> tuple[EventBatch, list[int
             slow_owner.append(i)
         except EventError as exc:
             errors.append((i, str(exc)))
+        except Exception as exc:  # whatever the bytes, a dead letter and never a stopped stage
+            errors.append((i, f"undecodable payload: {type(exc).__name__}: {str(exc)[:200]}"))
     if events:
         order = np.argsort(np.array(owner + slow_owner), kind="stable")
         batch = EventBatch.concat([batch, EventBatch.from_tuples(events)]).take(order)
@@ -141,7 +145,10 @@ def decode_records(records: RecordColumns, reads_batches: bool,
             try:
                 batch = EventBatch.forwarded(records.value(i))
             except ValueError as exc:
-                dead_letters.send(records.record(i), f"forwarded batch: {exc}")
+                dead_letters.send(records.record(i), f"forwarded batch: {str(exc)[:200]}")
+                continue
+            except Exception as exc:  # Arrow raises several kinds on damaged bytes
+                dead_letters.send(records.record(i), f"forwarded batch: {type(exc).__name__}: {str(exc)[:200]}")
                 continue
             batches.append(batch)
             owner += [i] * len(batch)

@@ -98,9 +98,8 @@ def run_stage(settings: Settings, name: str, max_seconds: float | None, until_id
     writer = OnlineWriter(store, settings)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5,
                              compression_type="lz4", client_id=f"features-{name}-out")  # fmt: skip
-    runner = StageRunner(
-        defined[name], settings, catalogue, writer, producer, DeadLetters(producer, settings.topic_bookings_dlq)
-    )
+    letters = DeadLetters(producer, settings.topic_bookings_dlq, settings.dlq_max_letter_bytes)
+    runner = StageRunner(defined[name], settings, catalogue, writer, producer, letters)
     stop, started, last_busy = Stop(), time.monotonic(), time.monotonic()
     first_record = last_record = None
     if display:

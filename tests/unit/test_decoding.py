@@ -121,3 +121,39 @@ def test_byte_level_mutants_of_real_payloads_get_pydantic_s_verdict(small_histor
     assert not wrong, wrong[:3]
     assert [i for i, _ in errors] == [i for i, e in enumerate(expected) if e is None]
     assert sum(e is None for e in expected) > 1_000 and sum(e is not None for e in expected) > 300
+
+
+HOSTILE = {
+    "deep array": b"[" * 100_000,
+    "deep object": b'{"a":' * 100_000,
+    "deep, under json's limit": b"[" * 900 + b"]" * 900,
+    "a 5,000-digit integer": orjson.dumps(CREATED)[:-1] + b', "rental_days": 1' + b"0" * 5_000 + b"}",
+    "a 5,000-digit version": b'{"schema_version": ' + b"9" * 5_000 + b"}",
+    "a float past double": orjson.dumps(CREATED).replace(b'"rental_days":3', b'"rental_days":1e999'),
+    "invalid UTF-8": orjson.dumps(CREATED).replace(b"item_1", b"item_\xff\xfe"),
+    "a lone surrogate": orjson.dumps(CREATED).replace(b"item_1", b"item_\\ud800"),
+    "null value": b"",
+    "NUL bytes": b"\x00" * 1_000,
+    "two megabytes of text": b'{"event_id": "' + "é".encode() * 1_000_000 + b'"}',
+    "NaN": orjson.dumps(CREATED).replace(b"12.5", b"NaN"),
+}
+
+
+def test_no_payload_raises_out_of_decode_many_and_every_one_has_a_reason():
+    good = orjson.dumps(CREATED)
+    payloads = [good, *HOSTILE.values(), good]
+    batch, owner, errors = decode_many(*concatenated(payloads))
+    assert owner == [0, len(payloads) - 1] and batch.item_id.tolist() == ["item_1", "item_1"]
+    reasons = dict(errors)
+    assert sorted(reasons) == list(range(1, len(payloads) - 1))
+    assert all(0 < len(reason) <= 1_000 for reason in reasons.values()), reasons
+    assert reasons[1] == "malformed JSON: nested too deeply"
+
+
+def test_decode_raises_only_event_errors_whatever_the_bytes():
+    for name, payload in HOSTILE.items():
+        try:
+            decode(payload)
+        except EventError:
+            continue
+        raise AssertionError(f"{name}: decoded as an event")
