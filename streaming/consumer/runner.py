@@ -30,7 +30,7 @@ from streaming.consumer.writing import RowWriter
 from streaming.events import to_us
 from streaming.feature_store.online_write import OnlineWriter
 from streaming.features.pipeline import APPLIED, DUPLICATE, UNKNOWN_ITEM, Catalogue
-from streaming.wire.record_blocks import RecordColumns
+from streaming.wire.record_blocks import BadBatch, RecordColumns
 
 GC_FULL_EVERY_S = 600.0
 SAVING_POLL_MS = 10  # poll timeout while a checkpoint is being written
@@ -95,9 +95,15 @@ class StageRunner:
             part = self.parts.get(tp)
             if part is None:  # revoked while the poll was in flight
                 continue
-            records = RecordColumns.concat(blocks)
+            good = [block for block in blocks if not isinstance(block, BadBatch)]
+            past_bad = self._skip_bad_batches(blocks) if len(good) < len(blocks) else 0
+            if past_bad:
+                part.next_offset = past_bad
+            if not good:
+                continue
+            records = RecordColumns.concat(good)
             self._apply(part, records)
-            part.next_offset = int(records.offsets[-1]) + 1
+            part.next_offset = max(int(records.offsets[-1]) + 1, past_bad)
             n += len(records)
         self.outbox.send()
         caught_up = self.partitions.advance_idle(self.member.consumer, self._now_us())
@@ -124,6 +130,16 @@ class StageRunner:
         self.counters.events += int(np.count_nonzero(applied))
         if self.stage.forwards and applied.any():
             self.outbox.add(batch if applied.all() else batch.take(applied))
+
+    def _skip_bad_batches(self, blocks: list) -> int:
+        """One dead letter per batch that cannot be trusted (``BadBatch`` states the rule); the
+        offset past the last of them, where the partition resumes."""
+        past = 0
+        for block in blocks:
+            if isinstance(block, BadBatch):
+                self.dead_letters.send(block.record(), block.letter_reason)
+                past = max(past, block.next_offset)
+        return past
 
     def _now_us(self) -> int:
         return to_us(self.settings.stream_now or datetime.now(UTC))

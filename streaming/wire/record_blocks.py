@@ -175,6 +175,35 @@ class RecordColumns:
         return Record(self.topic, self.partition, int(self.offsets[i]), key, self.value(i))
 
 
+@dataclass(frozen=True)
+class BadBatch:
+    """A record batch that cannot be trusted: it failed its CRC check, is not in the v2 format,
+    or its records do not frame. None of its records is read (a CRC failure may be in any of
+    them), so the rule is one dead letter for the whole batch, naming its partition and offsets
+    and keeping its bytes, and the position moves past it: a stage never stops on it, and never
+    applies a record it cannot vouch for. It ends where the next batch of the same fetch starts
+    when that is sooner, since a damaged batch's own last offset may be the damage."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    next_offset: int
+    reason: str
+    raw: bytes
+
+    def __len__(self) -> int:
+        return 0
+
+    def record(self) -> Record:
+        """Its stand-in record for the dead-letter queue: the batch's bytes at its first offset."""
+        return Record(self.topic, self.partition, self.first_offset, None, self.raw)
+
+    @property
+    def letter_reason(self) -> str:
+        return (f"record batch: {self.reason}; offsets {self.first_offset} to {self.next_offset - 1} "
+                f"of {self.topic}-{self.partition} skipped")  # fmt: skip
+
+
 class _Blocks(list):
     """A partition's blocks from one ``take``. The fetcher counts what ``take`` returns with
     ``len`` against ``max_poll_records``, so its length is the records it holds."""
@@ -194,23 +223,41 @@ class _BlockRecords(Fetcher.PartitionRecords):
     def _unpack_records(self, tp, records, key_deserializer, value_deserializer):
         batch = records.next_batch()
         while batch is not None:
-            if batch.magic != 2:
-                raise CorruptRecordError(f"{tp}: record batch at offset {batch.base_offset} is in message "
-                                         f"format v{batch.magic}; only v2 (Kafka 0.11 and later) is read")  # fmt: skip
-            if self.check_crcs and not batch.validate_crc():
-                raise CorruptRecordError(f"record batch of {tp} at offset {batch.base_offset} failed its CRC check")
-            self.leader_epoch = batch.leader_epoch
-            if self._dropped(batch):
-                self.next_fetch_offset = batch.next_offset
-            else:  # the position moves past a batch only once it has been read
-                block = RecordColumns.from_batch(tp.topic, tp.partition, batch, self.fetch_offset)
+            reason = self._distrust(batch)
+            block = None
+            if reason is None:
+                self.leader_epoch = batch.leader_epoch
+                if self._dropped(batch):
+                    self.next_fetch_offset = batch.next_offset
+                    batch = records.next_batch()
+                    continue
+                try:  # the position moves past a batch only once it has been read
+                    block = RecordColumns.from_batch(tp.topic, tp.partition, batch, self.fetch_offset)
+                except Exception as exc:  # framing or decompression: the batch as a whole is bad
+                    reason = str(exc)[:500] or type(exc).__name__
+            following = records.next_batch()
+            self.bytes_read += batch.size_in_bytes
+            if block is not None:
                 self.records_read += len(block)
-                self.bytes_read += batch.size_in_bytes
                 self.next_fetch_offset = batch.next_offset  # before the yield: a block is taken whole
                 if len(block):
                     yield block
-            batch = records.next_batch()
+            else:
+                end = batch.next_offset if following is None else min(batch.next_offset, following.base_offset)
+                end = max(end, batch.base_offset + 1, self.next_fetch_offset)
+                self.next_fetch_offset = end
+                yield BadBatch(tp.topic, tp.partition, max(batch.base_offset, self.fetch_offset), end, reason,
+                               bytes(batch._buffer))  # fmt: skip
+            batch = following
         self.drain()
+
+    def _distrust(self, batch: DefaultRecordBatch) -> str | None:
+        """Why a batch cannot be read at all, or None."""
+        if batch.magic != 2:
+            return f"in message format v{batch.magic}; only v2 (Kafka 0.11 and later) is read"
+        if self.check_crcs and not batch.validate_crc():
+            return "failed its CRC check"
+        return None
 
     def _dropped(self, batch: DefaultRecordBatch) -> bool:
         """Control batches, and batches of aborted transactions when reading committed only:
@@ -229,7 +276,7 @@ class _BlockRecords(Fetcher.PartitionRecords):
         try:
             for block in self.record_iterator:
                 blocks.append(block)
-                blocks.records += len(block)
+                blocks.records += len(block) or 1  # a BadBatch counts, so the fetcher returns it
                 if n is not None and blocks.records >= n:
                     break
         except Exception as exc:  # as kafka-python: what was read is returned, the error raised next time
@@ -240,7 +287,8 @@ class _BlockRecords(Fetcher.PartitionRecords):
 
 
 def read_blocks(consumer: KafkaConsumer) -> KafkaConsumer:
-    """Make ``consumer.poll`` return {partition: [RecordColumns, ...]}; ``max_records`` still counts records."""
+    """Make ``consumer.poll`` return {partition: [RecordColumns or BadBatch, ...]}; ``max_records``
+    still counts records (a bad batch as one)."""
     fetcher = getattr(consumer, "_fetcher", None)
     if not isinstance(fetcher, Fetcher) or getattr(fetcher, "PartitionRecords", None) is not Fetcher.PartitionRecords:
         raise RuntimeError("this kafka-python has no Fetcher.PartitionRecords to read record batches through: "

@@ -111,3 +111,52 @@ def test_a_corrupt_batch_names_where_it_broke():
     raw[DefaultRecordBatch.HEADER_STRUCT.size] = 0x7F  # the first record's length: far past the batch
     with pytest.raises(CorruptRecordError, match="at offset 1000, record 0: a record's length runs past the batch"):
         RecordColumns.from_batch("t", 0, DefaultRecordBatch(bytes(raw)), 0)
+
+
+def _at(raw: bytes, base: int) -> bytearray:
+    out = bytearray(raw)
+    out[:8] = base.to_bytes(8, "big")
+    return out
+
+
+def _take(raw: bytes, fetch_offset: int) -> tuple[list, int]:
+    from kafka import TopicPartition
+    from kafka.consumer.fetcher import Fetcher
+
+    from streaming.wire.record_blocks import _BlockRecords
+
+    theirs = Fetcher.PartitionRecords(fetch_offset, TopicPartition("t", 0), MemoryRecords(raw))
+    with pytest.raises(CorruptRecordError):  # kafka-python stops at the bad batch, at the same offset every poll
+        while theirs.take():  # what comes before it is returned first
+            pass
+    part = _BlockRecords(fetch_offset, TopicPartition("t", 0), MemoryRecords(raw))
+    return list(part.take()), part.next_fetch_offset
+
+
+@pytest.mark.parametrize("damage", ["a record's byte", "the last offset delta"])
+def test_a_batch_failing_its_crc_is_one_bad_batch_and_the_next_batches_are_read(damage):
+    from streaming.wire.record_blocks import BadBatch
+
+    rng = random.Random(3)
+    first, bad, last = (_at(_batch(_records(rng, 5)), base) for base in (1000, 1005, 1010))
+    if damage == "a record's byte":
+        bad[-3] ^= 0xFF
+    else:
+        bad[23:27] = (10**6).to_bytes(4, "big")  # the batch claims offsets up to 1,001,005
+    blocks, next_offset = _take(bytes(first + bad + last), 1000)
+    assert [type(b).__name__ for b in blocks] == ["RecordColumns", "BadBatch", "RecordColumns"]
+    assert blocks[0].offsets.tolist() == list(range(1000, 1005))
+    assert blocks[2].offsets.tolist() == list(range(1010, 1015))
+    assert next_offset == 1015
+    broken = blocks[1]
+    assert isinstance(broken, BadBatch) and (broken.first_offset, broken.next_offset) == (1005, 1010)
+    assert broken.letter_reason == "record batch: failed its CRC check; offsets 1005 to 1009 of t-0 skipped"
+    assert broken.record().value == bytes(bad) and broken.record().offset == 1005
+
+
+def test_a_last_batch_failing_its_crc_is_skipped_to_its_own_end():
+    raw = _at(_batch(_records(random.Random(4), 5)), 2000)
+    raw[-1] ^= 0x01
+    blocks, next_offset = _take(bytes(raw), 2002)  # fetched from the middle of the batch
+    assert len(blocks) == 1 and (blocks[0].first_offset, blocks[0].next_offset) == (2002, 2005)
+    assert next_offset == 2005
