@@ -194,10 +194,11 @@ class WindowEngine:
         return self._table(rows).to_pylist()[0]
 
     def state(self, keep: Callable[[Hashable], bool] | None = None) -> dict:
-        """Everything needed to resume (picklable arrays); ``keep`` selects a subset of entities.
+        """Everything needed to resume: numeric arrays, ints and the entity keys (a checkpoint
+        saves them as data, ``checkpoint``); ``keep`` selects a subset of entities.
 
         Without ``keep`` the state holds views of the live arrays, not copies: a checkpoint
-        pickles it at once or in a forked child, which sees them as they were at the fork."""
+        writes it at once or in a forked child, which sees them as they were at the fork."""
         n_heap, entities = int(self._scalars[k.HEAP]), len(self._keys)
         timers = tuple(a[:n_heap] for a in self._heap)
         if keep is None:
@@ -296,7 +297,7 @@ class Deduplicator:
 
     Ids are integers (``event_batch.event_key``) kept in a dict in insertion order, which is
     nearly time order: forgetting walks from its start. A checkpoint saves them as two arrays,
-    which pickle in a memory copy where a dict of a few hundred thousand ints took ~0.1 s."""
+    written as a memory copy where a dict of a few hundred thousand ints took ~0.1 s."""
 
     def __init__(self, horizon_us: int):
         self.horizon_us = horizon_us
