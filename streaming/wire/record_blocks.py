@@ -6,7 +6,10 @@ each record's offset, key and value, so ``read_blocks`` has a consumer's fetcher
 record batch over as one ``RecordColumns`` (values end to end in one buffer, their ends, the
 offsets and keys), read from the v2 record layout (KIP-98: length, attributes, timestamp and
 offset deltas, key, value, headers) by a numba pass after kafka-python's own CRC check and
-decompression. A poll then returns, per partition, a list of these blocks.
+decompression. A poll then returns, per partition, a list of these blocks. A batch that cannot
+be read (its CRC, its format, its framing) comes back as a ``BadBatch`` for the dead-letter
+queue instead of raising: kafka-python raises at the same offset on every poll, so one damaged
+batch would stop a stage for good.
 
 Everything else stays kafka-python's: fetching, positions, rebalancing, and the handling of
 transactions (aborted and control batches are dropped as it drops them); records before the
