@@ -10,9 +10,11 @@ code by it. A file is ``MAGIC``, the header's length (8 bytes, little-endian), a
 (orjson: the format's version, each array's dtype, shape and offset, and the state's shape as
 dicts, lists, tuples, strings, numbers and datetimes referring to arrays by index), then the
 arrays' raw bytes, each at a multiple of 8 bytes. Only plain numeric dtypes are read, each
-array in one ``readinto``. An ``.npz`` took ~25% longer to save and ~60% longer to load
-(zip's CRC over every byte, chunked copies): checkpoints sit on the consumer's hot path, the
-one ending a catch-up is what the stage waits for last. No compression, for the same reason.
+array in one ``readinto``. The backfill state of 20,000 items and 200,000 bookings (45 MB)
+saves in ~60 ms and loads in 30-35 ms, as its pickle did (62-65, 34-40); as an ``.npz`` it
+took 66-79 and 54-65 ms (zip's CRC over every byte, chunked copies). Checkpoints sit on the
+consumer's hot path, the one ending a catch-up is what the stage waits for last; no
+compression, for the same reason.
 """
 
 from __future__ import annotations
