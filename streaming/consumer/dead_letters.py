@@ -63,7 +63,7 @@ def letter_bytes(record, reason: str, max_bytes: int) -> bytes:
 
 
 class DeadLetters:
-    def __init__(self, producer: KafkaProducer, topic: str, max_letter_bytes: int = 65_536):
+    def __init__(self, producer: KafkaProducer, topic: str, max_letter_bytes: int):  # RENTAL_DLQ_MAX_LETTER_BYTES
         self.producer = producer
         self.topic = topic
         self.max_letter_bytes = max_letter_bytes
