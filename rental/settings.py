@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # each computed by the one consumer that owns the key (a repartition, as Kafka Streams does).
     topic_bookings_by_customer: str = "bookings.by-customer"
     topic_bookings_by_category: str = "bookings.by-category"
+    # The live catalogue: the rental app lists and changes items on this compacted topic, keyed
+    # by item id; the stages and the service learn new items from it without a restart.
+    topic_items: str = "items"
+    items_partitions: int = 3
     category_partitions: int = 3
     bookings_partitions: int = 6
     predictions_partitions: int = 6
@@ -85,6 +89,22 @@ class Settings(BaseSettings):
         ge=0,
         le=19,
         description="CPU niceness of the customer and category stages and of checkpoint writers",
+    )
+    stream_max_future_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="an event dated further ahead of the wall clock (or stream_now) is a dead letter",
+    )
+    stream_redis_timeout_s: float = Field(
+        default=10.0, gt=0, description="a stage's Redis call slower than this fails the stage (it resumes exactly)"
+    )
+    stream_kafka_timeout_s: float = Field(
+        default=60.0, gt=0, description="a stage's producer flush or offset lookup slower than this fails the stage"
+    )
+    state_dir_env: Path | None = Field(
+        default=None,
+        validation_alias="RENTAL_STATE_DIR",
+        description="the stages' window state: a directory every instance can read (a shared volume)",
     )
     stream_now: datetime | None = Field(
         default=None, description="Replays and tests: the 'now' windows decay to when the stream is idle."
@@ -156,10 +176,10 @@ class Settings(BaseSettings):
     seed: int = 42
     currency: str = "GBP"
 
-    @field_validator("data_dir", "cache_dir")
+    @field_validator("data_dir", "cache_dir", "state_dir_env")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value if value is None else value.expanduser().resolve()
 
     # Derived values: computed from the fields above so they never disagree.
     @property
@@ -213,8 +233,9 @@ class Settings(BaseSettings):
 
     @property
     def state_dir(self) -> Path:
-        """Checkpoints of the feature consumer's window state, per stage and partition."""
-        return self.data_dir / "stream_state"
+        """Checkpoints of the feature consumer's window state, per stage and partition: shared by
+        every instance of a stage, wherever it runs (``RENTAL_STATE_DIR``)."""
+        return self.state_dir_env or self.data_dir / "stream_state"
 
     @property
     def offline_dir(self) -> Path:
@@ -231,6 +252,10 @@ class Settings(BaseSettings):
             self.topic_bookings_by_customer: (self.bookings_partitions, self.bookings_retention_ms),
             self.topic_bookings_by_category: (self.category_partitions, self.bookings_retention_ms),
         }
+
+    def compacted_topics(self) -> set[str]:
+        """Topics that keep each key's latest value for ever (cleanup.policy=compact)."""
+        return {self.topic_items}
 
 
 @lru_cache(maxsize=1)
