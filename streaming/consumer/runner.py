@@ -22,6 +22,7 @@ from streaming.consumer.committing import Committer
 from streaming.consumer.counters import Counters
 from streaming.consumer.dead_letters import DeadLetters
 from streaming.consumer.decoding import decode_records
+from streaming.consumer.event_time import rejected
 from streaming.consumer.forwarding import Outbox
 from streaming.consumer.joining import Membership, RebalanceListener
 from streaming.consumer.partitions import Partitions, PartitionState
@@ -29,6 +30,7 @@ from streaming.consumer.stages import Stage
 from streaming.consumer.writing import RowWriter
 from streaming.events import to_us
 from streaming.feature_store.online_write import OnlineWriter
+from streaming.features.event_batch import EventBatch
 from streaming.features.pipeline import APPLIED, DUPLICATE, UNKNOWN_ITEM, Catalogue
 from streaming.wire.record_blocks import BadBatch, RecordColumns
 
@@ -120,6 +122,8 @@ class StageRunner:
         batch, owner = decode_records(
             records, self.stage.reads_batches, self.dead_letters
         )  # owner: each event's record
+        if not self.stage.reads_batches and len(batch):  # the head of the pipeline bounds event time
+            batch, owner = self._within_time_bounds(part, records, batch, owner)
         if not len(batch):
             return
         status = part.pipeline.process_batch(batch)
@@ -130,6 +134,18 @@ class StageRunner:
         self.counters.events += int(np.count_nonzero(applied))
         if self.stage.forwards and applied.any():
             self.outbox.add(batch if applied.all() else batch.take(applied))
+
+    def _within_time_bounds(self, part: PartitionState, records: RecordColumns, batch: EventBatch,
+                            owner: list[int]) -> tuple[EventBatch, list[int]]:  # fmt: skip
+        """The events dated inside ``event_time``'s bounds; the others to the DLQ with the reason."""
+        out = rejected(batch.time_us, part.pipeline.clock_us, self._now_us(), self.settings.stream_max_future_skew_s)
+        if not out:
+            return batch, owner
+        keep = np.ones(len(batch), bool)
+        for i, reason in out:
+            self.dead_letters.send(records.record(owner[i]), reason)
+            keep[i] = False
+        return batch.take(keep), [o for o, k in zip(owner, keep.tolist(), strict=True) if k]
 
     def _skip_bad_batches(self, blocks: list) -> int:
         """One dead letter per batch that cannot be trusted (``BadBatch`` states the rule); the

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -156,11 +156,24 @@ def test_bad_events_go_to_the_dlq_with_reasons_and_good_ones_after_them_are_proc
         "rental_days: Input should be greater than or equal to 1": json.dumps(raw | {"rental_days": 0}).encode(),
         "malformed JSON: Expecting value: line 1 column 1 (char 0)": None,  # a null value (a tombstone)
         "item_id: unknown item 'no-such-item'": json.dumps(raw | {"item_id": "no-such-item"}).encode(),
+        "more than RENTAL_STREAM_MAX_FUTURE_SKEW_S (300 s)": json.dumps(
+            raw
+            | {
+                "event_id": f"ahead-{uuid.uuid4().hex}",
+                "event_time": (good.event_time + timedelta(hours=1)).isoformat(),
+            }
+        ).encode(),
     }
+    # After the good event has moved the partition's clock: older than every window.
+    too_late = json.dumps(
+        raw
+        | {"event_id": f"late-{uuid.uuid4().hex}", "event_time": (good.event_time - timedelta(days=400)).isoformat()}
+    ).encode()
     producer = KafkaProducer(bootstrap_servers=world.settings.bootstrap_servers, acks="all")
     for payload in bad.values():
         producer.send(world.settings.topic_bookings, key=item.encode(), value=payload)
     producer.send(world.settings.topic_bookings, key=item.encode(), value=encode(good))
+    producer.send(world.settings.topic_bookings, key=item.encode(), value=too_late)
     producer.flush()
     producer.close()
 
@@ -169,10 +182,11 @@ def test_bad_events_go_to_the_dlq_with_reasons_and_good_ones_after_them_are_proc
 
     dlq = KafkaConsumer(world.settings.topic_bookings_dlq, bootstrap_servers=world.settings.bootstrap_servers,
                         auto_offset_reset="earliest", consumer_timeout_ms=5000)  # fmt: skip
-    letters = [json.loads(r.value) for r in dlq]
+    letters = sorted((json.loads(r.value) for r in dlq), key=lambda letter: letter["source"]["offset"])
     dlq.close()
-    assert len(letters) == len(bad)
-    for (reason, payload), letter in zip(bad.items(), letters, strict=True):
+    expected = [*bad.items(), ("older than every window and the de-duplication horizon", too_late)]
+    assert len(letters) == len(expected)
+    for (reason, payload), letter in zip(expected, letters, strict=True):
         assert reason in letter["reason"]
         assert letter["payload"].encode() == (payload or b"")  # the original bytes, nothing lost
         assert letter["source"]["topic"] == world.settings.topic_bookings
