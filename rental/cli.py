@@ -7,6 +7,8 @@ import typer
 from rental.demo import app as demo_app
 from rental.servers.cli import app as services_app
 from rental.servers.pricing import serve
+from streaming.catalogue.cli import app as catalogue_app
+from streaming.catalogue.cli import dlq_app
 from streaming.consumer.cli import app as stream_app
 from streaming.feature_store.cli import app as features_app
 from streaming.history.cli import app as history_app
@@ -19,6 +21,8 @@ app.add_typer(simulate_app, name="simulate")
 app.add_typer(history_app, name="history")
 app.add_typer(features_app, name="features")
 app.add_typer(stream_app, name="stream")
+app.add_typer(catalogue_app, name="catalogue")
+app.add_typer(dlq_app, name="dlq")
 app.add_typer(demo_app, name="demo")
 app.command("train")(train)
 app.command("serve")(serve)

@@ -21,7 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from rental.servers.lifecycle import LocalServer, Say, ServerFiles, ServiceError, port_in_use, quiet, redact
-from rental.servers.topics import admin_client, ensure_topics
+from rental.servers.topics import admin_client, ensure_topics, project_topics
 from rental.settings import Settings, get_settings
 
 POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
@@ -264,7 +264,8 @@ rootLogger.appenderRef.file.ref = file
     def provision(self) -> list[str]:
         """The project's topics, created or repaired; also the check of an external broker."""
         with admin_client(self.s.bootstrap_servers) as admin:
-            actions = ensure_topics(admin, self.s.topic_specs())
+            specs, compacted = project_topics(self.s)  # the live catalogue's topic is compacted
+            actions = ensure_topics(admin, specs, compacted=compacted)
         kept = [a[3:] for a in actions if a.startswith("ok ")]
         lines = [f"kafka: topic {a}" for a in actions if not a.startswith("ok ")]
         return lines + ([f"kafka: topics already in place: {', '.join(kept)}"] if kept else [])

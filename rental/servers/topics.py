@@ -1,9 +1,10 @@
-"""Create the project's topics from ``settings.topic_specs()``, idempotently.
+"""Create the project's topics from ``settings.topic_specs()`` and ``compacted_topics()``, idempotently.
 
 Topics are created explicitly (the local broker has auto-creation off) so partition counts and
 retention are what the design says, not broker defaults. Running it again only repairs drift:
 missing topics are created, too few partitions are raised (never lowered: Kafka cannot), and a
-retention that differs from the settings is set back.
+retention or cleanup policy that differs from the settings is set back. A compacted topic
+(``cleanup.policy=compact``, the live catalogue) keeps each key's latest value for ever.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from rental.servers.lifecycle import ServiceError
+from rental.settings import Settings
 
 TopicSpecs = dict[str, tuple[int, int]]  # name -> (partitions, retention.ms)
 
@@ -47,20 +49,33 @@ def _partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, in
     return {t["name"]: len(t["partitions"]) for t in admin.describe_topics(wanted) if t.get("error_code", 0) == 0}
 
 
-def _retentions(admin: KafkaAdminClient, names: list[str]) -> dict[str, int | None]:
+def _configs(admin: KafkaAdminClient, names: list[str]) -> dict[str, dict[str, str | None]]:
+    """Each topic's retention.ms and cleanup.policy as the broker has them."""
     if not names:
         return {}
-    resources = [ConfigResource(ConfigResourceType.TOPIC, name, ["retention.ms"]) for name in names]
+    keys = ["retention.ms", "cleanup.policy"]
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name, keys) for name in names]
     described = admin.describe_configs(resources, config_filter="all").get("topic", {})
-    found: dict[str, int | None] = {}
-    for name in names:
-        value = (described.get(name, {}).get("retention.ms") or {}).get("value")
-        found[name] = int(value) if value not in (None, "") else None
-    return found
+    return {name: {key: (described.get(name, {}).get(key) or {}).get("value") for key in keys} for name in names}
 
 
-def ensure_topics(admin: KafkaAdminClient, specs: TopicSpecs, timeout_s: float = 30.0) -> list[str]:
-    """Make every topic in ``specs`` exist as specified; return one line per action taken."""
+def _wanted(spec: tuple[int, int], compacted: bool) -> dict[str, str]:
+    return {"retention.ms": str(spec[1]), "cleanup.policy": "compact" if compacted else "delete"}
+
+
+def project_topics(settings: Settings) -> tuple[TopicSpecs, set[str]]:
+    """Every topic the project runs on and which of them are compacted (kept for ever)."""
+    compacted = settings.compacted_topics()
+    specs = dict(settings.topic_specs())
+    if settings.topic_items in compacted:
+        specs[settings.topic_items] = (settings.items_partitions, -1)
+    return specs, compacted
+
+
+def ensure_topics(admin: KafkaAdminClient, specs: TopicSpecs, timeout_s: float = 30.0,
+                  compacted: set[str] | frozenset[str] = frozenset()) -> list[str]:  # fmt: skip
+    """Make every topic in ``specs`` exist as specified (those in ``compacted`` with
+    cleanup.policy=compact); return one line per action taken."""
     actions: list[str] = []
     names = list(specs)
     counts = _partition_counts(admin, names)
@@ -68,8 +83,8 @@ def ensure_topics(admin: KafkaAdminClient, specs: TopicSpecs, timeout_s: float =
     missing = {name: spec for name, spec in specs.items() if name not in counts}
     if missing:
         request = {
-            name: {"num_partitions": partitions, "replication_factor": -1, "configs": {"retention.ms": str(retention)}}
-            for name, (partitions, retention) in missing.items()
+            name: {"num_partitions": spec[0], "replication_factor": -1, "configs": _wanted(spec, name in compacted)}
+            for name, spec in missing.items()
         }
         result = admin.create_topics(request, timeout_ms=int(timeout_s * 1000), raise_errors=False)
         for topic in result["topics"]:
@@ -89,13 +104,21 @@ def ensure_topics(admin: KafkaAdminClient, specs: TopicSpecs, timeout_s: float =
         actions += [f"added partitions to {name}: {counts[name]} -> {total}" for name, total in grow.items()]
 
     present = [name for name in counts if name in specs]
-    drifted = {name: specs[name][1] for name, ms in _retentions(admin, present).items() if ms != specs[name][1]}
+    drifted: dict[str, dict[str, str]] = {}
+    for name, found in _configs(admin, present).items():
+        # A topic without the policy described keeps Kafka's default, delete.
+        found = {"cleanup.policy": "delete"} | {key: value for key, value in found.items() if value not in (None, "")}
+        wrong = {k: v for k, v in _wanted(specs[name], name in compacted).items() if found.get(k) != v}
+        if wrong:
+            drifted[name] = wrong
     if drifted:
         admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name, {"retention.ms": str(ms)}) for name, ms in drifted.items()],
+            [ConfigResource(ConfigResourceType.TOPIC, name, wrong) for name, wrong in drifted.items()],
             incremental=True,
         )
-        actions += [f"set retention.ms of {name} to {ms}" for name, ms in drifted.items()]
+        actions += [
+            f"set {key} of {name} to {value}" for name, wrong in drifted.items() for key, value in wrong.items()
+        ]
 
     for name in names:
         if name in counts and name not in grow and name not in drifted:

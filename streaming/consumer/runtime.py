@@ -47,7 +47,9 @@ def load_catalogue(settings: Settings) -> Catalogue:
         raise typer.BadParameter(f"no catalogue at {path}: run `rental simulate history` or `rental history load`")
     items, problems = validate(read_table(path), ITEMS, path.name)
     problems.raise_if_any()
-    return Catalogue.from_items(items)
+    from streaming.catalogue.live import seeded  # the items topic's listings on top of the table
+
+    return seeded(settings, Catalogue.from_items(items))
 
 
 class StageInputs(NamedTuple):
@@ -99,6 +101,9 @@ def run_stage(settings: Settings, name: str, max_seconds: float | None, until_id
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5,
                              compression_type="lz4", client_id=f"features-{name}-out")  # fmt: skip
     letters = DeadLetters(producer, settings.topic_bookings_dlq, settings.dlq_max_letter_bytes)
+    from streaming.catalogue.live import LiveCatalogue  # new listings known here without a restart
+
+    live = LiveCatalogue.start(settings, catalogue, store, producer, writes_attributes=not defined[name].reads_batches)
     runner = StageRunner(defined[name], settings, catalogue, writer, producer, letters)
     stop, started, last_busy = Stop(), time.monotonic(), time.monotonic()
     first_record = last_record = None
@@ -122,6 +127,7 @@ def run_stage(settings: Settings, name: str, max_seconds: float | None, until_id
                 break
     finally:
         runner.close()
+        live.close()
         writer.close()
         producer.close()
         if stats is not None:

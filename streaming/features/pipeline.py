@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -22,11 +23,21 @@ class UnknownItem(KeyError):
 
 @dataclass(frozen=True)
 class Catalogue:
-    """What the features need to know about each item."""
+    """What the features need to know about each item.
+
+    A live catalogue (``streaming.catalogue``) changes in place while stages read it: a
+    follower thread sets an item's retail price and units before its category, whose presence
+    is what "known" means, so a reader never sees half an item. Single dict stores and lookups
+    are atomic under the GIL; nothing iterates these dicts while the stream runs."""
 
     category: dict[str, str]
     retail: dict[str, int]  # whole pounds
     units: dict[str, int]
+    # The items topic's next offset per partition that these dicts include (a live catalogue).
+    followed: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
+    # Called when an event names an unknown item: reads the items topic up to its end offsets,
+    # so an item listed a moment before its booking counts (``streaming.catalogue.follower``).
+    _catch_up: list[Callable[[], None]] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def from_items(cls, items: pd.DataFrame) -> Catalogue:
@@ -37,6 +48,24 @@ class Catalogue:
             retail=dict(zip(ids, items["retail_price"].round().astype(int).tolist(), strict=True)),
             units=dict(zip(ids, units.astype(int).tolist(), strict=True)),
         )
+
+    def put(self, item_id: str, category: str, retail_price: float, units: int) -> None:
+        """List or change an item (rounded as ``from_items`` rounds); its category last."""
+        self.retail[item_id] = round(retail_price)
+        self.units[item_id] = int(units)
+        self.category[item_id] = category
+
+    def on_unknown(self, catch_up: Callable[[], None] | None) -> None:
+        self._catch_up[:] = [catch_up] if catch_up else []
+
+    def known(self, item_ids) -> np.ndarray:
+        """Which items the catalogue has; when some are missing, catch up first and ask again."""
+        n = len(item_ids)
+        known = np.fromiter(map(self.category.__contains__, item_ids), bool, n)
+        if self._catch_up and not known.all():
+            self._catch_up[0]()
+            known = np.fromiter(map(self.category.__contains__, item_ids), bool, n)
+        return known
 
 
 VIEWS = ("item_popularity", "category_season", "customer_history")
@@ -76,8 +105,7 @@ class FeaturePipeline:
         or UNKNOWN_ITEM (nothing applied). Only the catalogue and seen-id lookups run per event
         in Python; the rest is columns, and only for the views this pipeline has."""
         n = len(batch)
-        category_of = self.catalogue.category
-        known = np.fromiter(map(category_of.__contains__, batch.item_id), bool, n)
+        known = self.catalogue.known(batch.item_id)
         status = np.full(n, UNKNOWN_ITEM, np.int8)
         first = self.dedup.first_time_many(batch.event_key[known], batch.time_us[known])
         status[known] = np.where(first, APPLIED, DUPLICATE)

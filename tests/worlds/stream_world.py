@@ -78,6 +78,7 @@ def make_world(tmp: Path, base: Settings, history: History, redis_db: int, **ove
         "RENTAL_TOPIC_BOOKINGS_DLQ": f"test.{run}.bookings.dlq",
         "RENTAL_TOPIC_BOOKINGS_BY_CUSTOMER": f"test.{run}.by-customer",
         "RENTAL_TOPIC_BOOKINGS_BY_CATEGORY": f"test.{run}.by-category",
+        "RENTAL_TOPIC_ITEMS": f"test.{run}.items",  # never the shared catalogue; made by the tests that list items
         "RENTAL_CONSUMER_GROUP_PREFIX": f"test-{run}",
         "RENTAL_KAFKA_PORT": str(base.kafka_port),
         **overrides,

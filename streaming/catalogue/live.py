@@ -1,0 +1,63 @@
+"""The live catalogue of one stage process: its follower, and for the items stage the attributes writer."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from rental.settings import Settings
+from streaming.catalogue.follower import Follower, read_to_end
+from streaming.features.pipeline import Catalogue
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+    from kafka import KafkaProducer
+
+    from streaming.catalogue.writer import AttributesWriter
+
+log = logging.getLogger(__name__)
+
+
+def seeded(settings: Settings, catalogue: Catalogue) -> Catalogue:
+    """The seed table's catalogue with every listing on the items topic so far applied."""
+    return read_to_end(settings, catalogue)
+
+
+class LiveCatalogue:
+    """Started in the stage's own process (threads do not survive the supervisor's fork)."""
+
+    def __init__(self, follower: Follower, writer: AttributesWriter | None):
+        self.follower, self.writer = follower, writer
+
+    @classmethod
+    def start(cls, settings: Settings, catalogue: Catalogue, store: FeatureStore, producer: KafkaProducer,
+              writes_attributes: bool) -> LiveCatalogue:  # fmt: skip
+        writer = None
+        if writes_attributes:
+            from streaming.catalogue.writer import AttributesWriter
+
+            writer = AttributesWriter(settings, store, producer).start()
+        return cls(Follower(settings, catalogue).start(), writer)
+
+    def close(self) -> None:
+        """Stop both threads; never raises, so the stage's own shutdown goes on."""
+        for part in (self.follower, self.writer):
+            try:
+                if part is not None:
+                    part.close()
+            except Exception as exc:
+                log.warning("catalogue: %s did not close cleanly (%r)", type(part).__name__, exc)
+
+
+def current_catalogue(settings: Settings) -> Catalogue:
+    """The catalogue as the stages know it now: the items table (when there is one) and the topic."""
+    from streaming.history.tables import ITEMS, history_paths, read_table, validate
+
+    path = history_paths(settings.history_dir)[0]
+    if path.exists():
+        items, problems = validate(read_table(path), ITEMS, path.name)
+        problems.raise_if_any()
+        catalogue = Catalogue.from_items(items)
+    else:
+        catalogue = Catalogue({}, {}, {})
+    return seeded(settings, catalogue)
