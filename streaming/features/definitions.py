@@ -147,4 +147,5 @@ def customer_history_spec() -> Spec:
             "customer_cancellations_365d": year[:, 3],
         }
 
-    return declared_spec(CUSTOMER_HISTORY, CUSTOMER_WINDOWS_US, CUSTOMER_MEASURES, columns)
+    # Rows read sums only: a customer with nothing left in the year is forgotten whole.
+    return declared_spec(CUSTOMER_HISTORY, CUSTOMER_WINDOWS_US, CUSTOMER_MEASURES, columns, event_times=False)

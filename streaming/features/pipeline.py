@@ -14,6 +14,9 @@ from streaming.features.event_batch import EventBatch
 from streaming.features.windows import DAY_US, Deduplicator, WindowEngine
 
 DEDUP_HORIZON_US = 366 * DAY_US  # the longest window, and a day for late redeliveries
+# Seen ids are forgotten at most this often (of event or idle clock time): each forgetting
+# rebuilds the table of ids, so an id outlives its horizon by up to a day.
+FORGET_EVERY_US = DAY_US
 APPLIED, DUPLICATE, UNKNOWN_ITEM = 0, 1, 2
 
 
@@ -85,6 +88,7 @@ class FeaturePipeline:
         self._customer = self.engines.get("customer_history")
         self.dedup = Deduplicator(DEDUP_HORIZON_US)
         self.events = 0
+        self._forgot_at = -FORGET_EVERY_US  # the clock when seen ids were last forgotten
 
     def process(
         self, kind: str, event_id: str, item_id: str, customer_id: str, time_us: int,
@@ -133,13 +137,18 @@ class FeaturePipeline:
         before = self.events
         self.events += len(batch)
         if self.events // 4096 != before // 4096:
-            self.dedup.forget_before(int(at[-1]))
+            self._forget(int(at[-1]))
 
     def advance(self, to_us: int) -> None:
-        """Move every clock on, so windows decay even without events."""
+        """Move every clock on, so windows decay even without events (and old ids are forgotten)."""
         for engine in self.engines.values():
             engine.advance(to_us)
-        self.dedup.forget_before(to_us)
+        self._forget(to_us)
+
+    def _forget(self, now_us: int) -> None:
+        if now_us - self._forgot_at >= FORGET_EVERY_US:
+            self.dedup.forget_before(now_us)
+            self._forgot_at = now_us
 
     @property
     def clock_us(self) -> int:

@@ -16,7 +16,9 @@ row per window later), more than Kafka's client costs to deliver it. The rules a
 - timers are a binary heap ordered by (time, kind, entity): expiries before ticks at the
   same instant, as in the Python engine;
 - rows go to preallocated output arrays; when they are full the kernel returns early and
-  the caller grows them and calls again with the same arguments: every step is resumable.
+  the caller grows them and calls again with the same arguments: every step is resumable;
+- an entity with nothing left (``idle_entities``) is dropped by the caller, which renumbers the
+  rest with ``compact_nodes``: state follows the entities active within the longest window.
 
 ``scalars`` holds the engine's counters: CLOCK, LATE, HEAP (timers in the heap), FREE (first
 free node), USED (nodes ever handed out), OUT (rows written).
@@ -285,3 +287,84 @@ def compact_nodes(keep, ent, heads, node_time, node_meas, node_next):
             node = node_next[node]
         new_ent[k, TAIL] = previous
     return new_time, new_meas, new_next, new_prev, new_ent, new_heads
+
+
+@njit(cache=True)
+def idle_entities(scalars, ent, n, he):
+    """Which of the first ``n`` entities have nothing left: no event in any window, no timer
+    pending, and a last row before the clock. A new entity's first row is at the clock or
+    later, so one dropped now and booked again writes exactly the rows it would have kept."""
+    timers = np.zeros(n, np.int64)
+    for i in range(scalars[HEAP]):
+        timers[he[i]] += 1
+    clock = scalars[CLOCK]
+    idle = np.zeros(n, np.bool_)
+    for e in range(n):
+        idle[e] = ent[e, OLDEST] == NONE and ent[e, NEXT_TICK] < 0 and ent[e, LAST_ROW] < clock and timers[e] == 0
+    return idle
+
+
+@njit(cache=True)
+def free_nodes(scalars, node_next):
+    """Nodes on the free list: slots of events that left every window, waiting for reuse."""
+    n, node = 0, scalars[FREE]
+    while node != NONE:
+        n += 1
+        node = node_next[node]
+    return n
+
+
+# -- seen event ids (windows.Deduplicator) ----------------------------------------------------
+# An open-addressing table of int64 ids (64 bits of murmur3: already well mixed) and the time
+# each may be forgotten, EMPTY in a free slot: 16 bytes a slot where a dict of Python ints
+# takes ~140 bytes an id. Linear probing from a Fibonacci hash of the id.
+EMPTY = np.iinfo(np.int64).min
+_FIBONACCI = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed 64-bit integer
+
+
+@njit(cache=True, inline="always")
+def _home(event_id, mask):
+    return ((event_id * _FIBONACCI) >> 32) & mask
+
+
+@njit(cache=True)
+def seen_add(ids, forget, event_ids, forget_at, fresh):
+    """For each id in order: new (remembered until its ``forget_at``) or seen; the number new.
+    The table has room for every id of the call (the caller keeps it at most 70% full)."""
+    mask = ids.shape[0] - 1
+    added = 0
+    for i in range(event_ids.shape[0]):
+        x = event_ids[i]
+        j = _home(x, mask)
+        while True:
+            if forget[j] == EMPTY:
+                ids[j] = x
+                forget[j] = forget_at[i]
+                fresh[i] = True
+                added += 1
+                break
+            if ids[j] == x:
+                fresh[i] = False
+                break
+            j = (j + 1) & mask
+    return added
+
+
+@njit(cache=True)
+def seen_rebuild(ids, forget, new_ids, new_forget, keep_from):
+    """Every id with a forget time at or after ``keep_from`` into the empty table ``new_*``;
+    the soonest forget time kept (EMPTY: none)."""
+    mask = new_ids.shape[0] - 1
+    soonest = EMPTY
+    for i in range(ids.shape[0]):
+        f = forget[i]
+        if f == EMPTY or f < keep_from:
+            continue
+        j = _home(ids[i], mask)
+        while new_forget[j] != EMPTY:
+            j = (j + 1) & mask
+        new_ids[j] = ids[i]
+        new_forget[j] = f
+        if soonest == EMPTY or f < soonest:
+            soonest = f
+    return soonest

@@ -19,6 +19,13 @@ Ordering rules, the same for the live consumer and the batch backfill:
   needed), so an online store that keeps only newer rows never drops an update;
 - an event id seen before (a redelivery or a replay) changes nothing (``Deduplicator``).
 
+Memory follows what is live, not what was ever seen: an entity with nothing left in any window
+(its last expiry fired, its last row written before the clock) is dropped, within an eighth of
+its longest window, and starts from zeros if it comes back, exactly as it would have gone on.
+A spec whose rows read an entity's first or latest event time keeps every entity instead:
+those times outlive the windows (items and categories, bounded by the catalogue). Event ids
+are forgotten past their horizon.
+
 Measures are integers (counts, pence, days), so sums are exact whatever the order of adds and
 removals, and the consumer and the backfill agree to the last digit.
 """
@@ -27,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from itertools import compress
 
 import numpy as np
 import pyarrow as pa
@@ -70,13 +76,16 @@ class Spec:
     tick_us: int | None = None
     # A fixed integer per entity that columns need (an item's units), looked up once per entity.
     attribute: Callable[[Hashable], int] | None = None
+    # Whether columns read ``Rows.first_event_us`` or ``last_event_us``. Those outlive the
+    # windows, so such a spec keeps every entity; otherwise one with empty windows is dropped.
+    event_times: bool = True
 
     def __post_init__(self):
         if list(self.windows_us) != sorted(self.windows_us):
             raise ValueError(f"{self.name}: windows must be ascending")
 
 
-def _grown(array: np.ndarray, rows: int, fill: int) -> np.ndarray:
+def _grown(array: np.ndarray, rows: int, fill: int | None) -> np.ndarray:
     out = np.full((rows, *array.shape[1:]), fill, dtype=array.dtype)
     out[: len(array)] = array
     return out
@@ -86,7 +95,8 @@ class WindowEngine:
     """Windowed sums for every entity of one spec, with the expiry timer that decays them.
 
     A thin owner of ``window_kernel``'s arrays: it maps entity keys to integers, keeps the
-    arrays large enough for the next call, and turns the kernel's output into Arrow tables."""
+    arrays large enough for the next call, turns the kernel's output into Arrow tables, and
+    drops entities with nothing left (``drop_idle``) so they do not pile up."""
 
     def __init__(self, spec: Spec):
         self.spec = spec
@@ -110,6 +120,8 @@ class WindowEngine:
             np.zeros(OUT_ROWS, np.int64), np.zeros(OUT_ROWS, np.int64),
         )  # fmt: skip
         self._taken: list[tuple[np.ndarray, ...]] = []
+        self._sweep_every = max(spec.windows_us) // 8
+        self._swept_at = self.clock_us
 
     # -- public -------------------------------------------------------------------------------
     @property
@@ -122,6 +134,7 @@ class WindowEngine:
 
     @property
     def entities(self) -> dict[Hashable, int]:
+        """The entities held (a dropped one is not among them)."""
         return self._index
 
     def apply(self, key: Hashable, time_us: int, measures: tuple[int, ...]) -> None:
@@ -170,7 +183,72 @@ class WindowEngine:
             ent, at, last, first = (np.zeros(0, np.int64) for _ in range(4))
             sums = np.zeros((0, w, m), np.int64)
         keys, attributes = self._entity_columns()
-        return self._table(Rows(keys[ent], attributes[ent], at, sums, last, first))
+        table = self._table(Rows(keys[ent], attributes[ent], at, sums, last, first))
+        if self.clock_us - self._swept_at >= self._sweep_every:
+            self.drop_idle()
+        return table
+
+    def drop_idle(self) -> int:
+        """Drop the entities with nothing left in any window (no event, no timer, its last row
+        before the clock) and renumber the rest densely, events and timers with them; the
+        number dropped (none for a spec whose rows read event times). Renumbering costs
+        O(entities), so it waits until a quarter of them (or half the event slots) are free.
+        ``take_table`` calls it each time the clock has moved an eighth of the longest window:
+        an engine holds at most a third more entities than were live at its last check."""
+        self._swept_at = self.clock_us
+        if self.spec.event_times:
+            return 0
+        n = len(self._keys)
+        idle = k.idle_entities(self._scalars, self._ent, n, self._heap[2])
+        out_ent = self._out[0][: int(self._scalars[k.OUT])]
+        for written in (*(chunk[0] for chunk in self._taken), out_ent):  # rows not taken keep theirs
+            idle[written] = False
+        dropped = int(idle.sum())
+        used = int(self._scalars[k.USED])
+        free = k.free_nodes(self._scalars, self._node_next)
+        if 4 * dropped < n and 2 * free <= used:  # renumbering costs O(entities): only for a quarter
+            return 0
+        kept = np.flatnonzero(~idle)
+        node_time, node_meas, node_next, node_prev, ent, heads = k.compact_nodes(
+            kept, self._ent[:n], self._heads, self._node_time, self._node_meas, self._node_next
+        )
+        renumber = np.full(n, -1, np.int64)
+        renumber[kept] = np.arange(len(kept))
+        # New arrays throughout, never rewritten in place: a state taken before stays valid.
+        live, nodes = len(kept), len(node_time)
+        entity_room, node_room = max(1024, live + live // 4), max(4096, nodes + nodes // 4)
+        self._ent, self._heads = _grown(ent, entity_room, -1), _grown(heads, entity_room, k.NONE)
+        self._sums = _grown(self._sums[kept], entity_room, 0)
+        self._node_time, self._node_meas = _grown(node_time, node_room, 0), _grown(node_meas, node_room, 0)
+        self._node_next, self._node_prev = _grown(node_next, node_room, k.NONE), _grown(node_prev, node_room, k.NONE)
+        n_heap = int(self._scalars[k.HEAP])
+        ht, hk, he = (a[:n_heap] for a in self._heap)  # renumbering keeps the order: still a heap
+        heap_room = max(4096, 2 * n_heap)
+        self._heap = (_grown(ht, heap_room, 0), _grown(hk, heap_room, 0), _grown(renumber[he], heap_room, 0))
+        self._scalars[k.FREE], self._scalars[k.USED] = k.NONE, nodes
+        for chunk in self._taken:
+            chunk[0][:] = renumber[chunk[0]]
+        out_ent[:] = renumber[out_ent]
+        keys_np, attributes = self._entity_columns()
+        self._keys_np, self._attributes = (
+            _grown(keys_np[kept], entity_room, None),
+            _grown(attributes[kept], entity_room, 0),
+        )
+        self._keys = self._keys_np[:live].tolist()
+        self._keys_filled = live
+        self._index = dict(zip(self._keys, range(live), strict=True))
+        return dropped
+
+    def footprint(self) -> dict[str, int]:
+        """What the engine holds: entities, events inside a window, timers, array bytes."""
+        arrays = (self._ent, self._heads, self._sums, self._node_time, self._node_meas, self._node_next,
+                  self._node_prev, *self._heap, self._keys_np, self._attributes)  # fmt: skip
+        return {
+            "entities": len(self._keys),
+            "events": int(self._scalars[k.USED]) - k.free_nodes(self._scalars, self._node_next),
+            "timers": int(self._scalars[k.HEAP]),
+            "array_bytes": sum(a.nbytes for a in arrays),
+        }
 
     @property
     def pending(self) -> int:
@@ -182,7 +260,7 @@ class WindowEngine:
         return self.take_table().to_pylist()
 
     def values(self, key: Hashable) -> dict | None:
-        """The entity's row as of the clock (None if never seen); writes no row."""
+        """The entity's row as of the clock (None if never seen, or dropped); writes no row."""
         e = self._index.get(key)
         if e is None:
             return None
@@ -238,6 +316,7 @@ class WindowEngine:
         n_nodes, n_heap = len(self._node_time), len(self._heap[0])
         self._scalars = np.array([state["clock_us"], state["late"], n_heap, state["free"], n_nodes, 0], dtype=np.int64)
         self._taken = []
+        self._swept_at = self.clock_us
 
     # -- internals ----------------------------------------------------------------------------
     def _table(self, rows: Rows) -> pa.Table:
@@ -295,14 +374,25 @@ class WindowEngine:
 class Deduplicator:
     """Remembers event ids for a horizon, so a redelivery or a replay counts nothing twice.
 
-    Ids are integers (``event_batch.event_key``) kept in a dict in insertion order, which is
-    nearly time order: forgetting walks from its start. A checkpoint saves them as two arrays,
-    written as a memory copy where a dict of a few hundred thousand ints took ~0.1 s."""
+    Ids are integers (``event_batch.event_key``) in ``window_kernel``'s open-addressing table,
+    16 bytes a slot, at most 70% full: a year of ids at a million bookings is ~34 MB where a
+    dict took ~150. Forgetting rebuilds the table from the ids still inside the horizon, so
+    the memory of forgotten ids is given back; it runs only when the soonest id to forget has
+    passed (the pipeline asks at most once a day of event time). A checkpoint saves the ids as
+    two arrays."""
+
+    _MIN_SLOTS = 1024
 
     def __init__(self, horizon_us: int):
         self.horizon_us = horizon_us
-        self._expiry: dict[int, int] = {}
         self.duplicates = 0
+        self._clear(self._MIN_SLOTS)
+
+    def _clear(self, slots: int) -> None:
+        self._ids = np.zeros(slots, np.int64)
+        self._forget = np.full(slots, k.EMPTY, np.int64)
+        self._count = 0
+        self._soonest = k.EMPTY  # the earliest forget time held (EMPTY: none)
 
     def first_time(self, event_id: int, time_us: int) -> bool:
         return bool(self.first_time_many(np.array([event_id], np.int64), np.array([time_us], np.int64))[0])
@@ -310,54 +400,73 @@ class Deduplicator:
     def first_time_many(self, event_ids: np.ndarray, times_us: np.ndarray) -> np.ndarray:
         """For each id in order, whether it is new, remembering the new ones (an id repeated
         within the call is new only the first time); a duplicate changes nothing."""
-        expiry, ids = self._expiry, event_ids.tolist()
-        fresh = np.fromiter(map(expiry.__contains__, ids), bool, len(ids))
-        np.logical_not(fresh, out=fresh)
-        new_ids = list(compress(ids, fresh))
-        if len(set(new_ids)) != len(new_ids):  # repeats within the call: in order, one at a time
-            forget_at = (times_us + self.horizon_us).tolist()
-            for i, event_id in enumerate(ids):
-                fresh[i] = event_id not in expiry
-                if fresh[i]:
-                    expiry[event_id] = forget_at[i]
-        else:
-            expiry.update(zip(new_ids, (times_us[fresh] + self.horizon_us).tolist(), strict=True))
-        self.duplicates += len(ids) - int(fresh.sum())
+        event_ids = np.ascontiguousarray(event_ids, np.int64)
+        forget_at = np.ascontiguousarray(times_us, np.int64) + self.horizon_us
+        n = len(event_ids)
+        if (self._count + n) * 10 > len(self._ids) * 7:
+            self._rebuild(k.EMPTY + 1, self._count + n)
+        fresh = np.empty(n, np.bool_)
+        added = k.seen_add(self._ids, self._forget, event_ids, forget_at, fresh)
+        if added:
+            soonest = int(forget_at[fresh].min())
+            if self._soonest == k.EMPTY or soonest < self._soonest:
+                self._soonest = soonest
+        self._count += added
+        self.duplicates += n - added
         return fresh
 
     def forget_before(self, now_us: int) -> None:
-        """Drop ids whose events are older than the horizon."""
-        expiry, old = self._expiry, []
-        for event_id, forget_at in expiry.items():
-            if forget_at >= now_us:
-                break
-            old.append(event_id)
-        for event_id in old:
-            del expiry[event_id]
+        """Drop ids whose events are older than the horizon (forget time before ``now_us``)."""
+        if self._soonest != k.EMPTY and self._soonest < now_us:
+            held = self._count
+            self._rebuild(now_us, held)
+            if self._count * 4 < held:  # most were forgotten: a smaller table
+                self._rebuild(now_us, self._count)
+
+    def _rebuild(self, keep_from: int, room_for: int) -> None:
+        """The ids forgotten at or after ``keep_from`` in a table sized for ``room_for``."""
+        slots = self._MIN_SLOTS
+        while slots * 7 < room_for * 10:
+            slots *= 2
+        ids, forget = self._ids, self._forget
+        self._clear(slots)
+        self._soonest = k.seen_rebuild(ids, forget, self._ids, self._forget, keep_from)
+        self._count = int(np.count_nonzero(self._forget != k.EMPTY))
 
     def __len__(self) -> int:
-        return len(self._expiry)
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        return self._ids.nbytes + self._forget.nbytes
 
     def state(self) -> dict:
-        n = len(self._expiry)
-        return {
-            "ids": np.fromiter(self._expiry.keys(), np.int64, n),
-            "forget_at": np.fromiter(self._expiry.values(), np.int64, n),
-            "duplicates": self.duplicates,
-        }
+        """The ids in the order they are forgotten (then by id)."""
+        held = self._forget != k.EMPTY
+        ids, forget = self._ids[held], self._forget[held]
+        order = np.lexsort((ids, forget))
+        return {"ids": ids[order], "forget_at": forget[order], "duplicates": self.duplicates}
 
     def restore(self, state: dict) -> None:
-        self._expiry = dict(zip(state["ids"].tolist(), state["forget_at"].tolist(), strict=True))
+        ids = np.ascontiguousarray(state["ids"], np.int64)
+        forget = np.ascontiguousarray(state["forget_at"], np.int64)
+        self._clear(self._MIN_SLOTS)
+        self._rebuild(k.EMPTY + 1, len(ids))
+        fresh = np.empty(len(ids), np.bool_)
+        self._count = k.seen_add(self._ids, self._forget, ids, forget, fresh)
+        self._soonest = int(forget.min()) if len(forget) else k.EMPTY
         self.duplicates = state["duplicates"]
 
 
 def warm_up() -> None:
     """Load (or compile, the first time) every window kernel now, not on the first event: a
     consumer's first poll would otherwise wait a second or more for it."""
-    spec = Spec("warm-up", "key", (DAY_US, 2 * DAY_US), 1, lambda rows: {}, tick_us=DAY_US)
+    spec = Spec("warm-up", "key", (DAY_US, 2 * DAY_US), 1, lambda rows: {}, tick_us=DAY_US, event_times=False)
     engine = WindowEngine(spec)
     engine.apply_many(["a", None, "a"], np.array([DAY_US, 2 * DAY_US, 0]), np.ones((3, 1), np.int64))
     engine.advance(5 * DAY_US)
     engine.values("a")
     WindowEngine(spec).restore(engine.state(keep=lambda key: True))
+    engine.advance(10 * DAY_US)
+    engine.drop_idle()
     engine.take_table()
