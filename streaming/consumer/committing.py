@@ -1,10 +1,17 @@
 """Checkpoints: make everything a stage has done durable, then commit its offsets.
 
-Every ``checkpoint_every_s``, and once a burst drains: flush forwarded and dead-lettered events,
-append the rows to the Parquet offline store, save each partition's state with its next offset,
-then commit those offsets. Offsets are therefore committed only after the features they
-produced are written, and a restart resumes from the saved state: nothing is lost and nothing
-counts twice.
+Every ``checkpoint_every_s``, and once a burst drains: confirm the forwarded and dead-lettered
+events in Kafka and the queued Redis writes, then append the rows to the Parquet offline store,
+save each partition's state with its next offset, and commit those offsets. A saved state is
+the point a restart resumes from, so it is written only once everything before it is confirmed:
+the Redis writes in particular, which are the features the service reads, and which a restart
+past them would never write again.
+
+Every wait here is bounded: Kafka's by ``stream_kafka_timeout_s`` (the flush, and the producer's
+own request, delivery and blocking timeouts, ``producer_timeouts``), Redis's by the writer's
+socket timeout (``stream_redis_timeout_s``). A wait that runs out, or a write that fails, stops
+the stage with an error that says which service, how long and which setting; nothing of that
+checkpoint is saved or committed, and the restart resumes from the one before, exactly.
 """
 
 from __future__ import annotations
@@ -29,7 +36,20 @@ from streaming.feature_store.offline import STREAM_COMPRESSION, write_rows
 from streaming.feature_store.online_write import OnlineWriter
 
 DRAINED_CHECKPOINT_S = 1.0  # a drained stage checkpoints once this long has passed since its last one
+KAFKA_TIMEOUT_SETTING = "RENTAL_STREAM_KAFKA_TIMEOUT_S"  # stream_kafka_timeout_s, as an operator sets it
 log = logging.getLogger(__name__)
+
+
+def producer_timeouts(settings: Settings) -> dict[str, int]:
+    """A stage producer's timeouts, so that its sends and the checkpoint's flush end within
+    ``stream_kafka_timeout_s``: a send blocks on metadata or buffer space at most that long, a
+    request waits half of it (one retry fits), and a record not delivered by then fails."""
+    timeout_ms = int(settings.stream_kafka_timeout_s * 1000)
+    return {
+        "max_block_ms": timeout_ms,
+        "request_timeout_ms": max(1, timeout_ms // 2),
+        "delivery_timeout_ms": timeout_ms,
+    }
 
 
 class Committer:
@@ -79,19 +99,31 @@ class Committer:
                    background: bool = False) -> None:  # fmt: skip
         """Make everything so far durable, in an order that loses nothing, then commit.
 
-        Forwarded and dead-lettered events are flushed and checked, the rows appended to the
-        offline store, each partition's state saved with its next offset, and only then the
-        offsets committed. The saved offset is the one a restart resumes from; the Kafka commit
-        follows it (and is skipped inside a rebalance callback, where the client may not
-        block), so what Kafka shows as committed is never ahead of what is written. With
-        ``background`` the writes are made by a forked child (``BackgroundSaver``) and the
+        Forwarded and dead-lettered events are flushed and checked, and the queued Redis writes
+        confirmed; only then are the rows appended to the offline store, each partition's state
+        saved with its next offset, and the offsets committed. The saved offset is the one a
+        restart resumes from, so it never covers a write that may not have landed; the Kafka
+        commit follows it (and is skipped inside a rebalance callback, where the client may
+        not block), so what Kafka shows as committed is never ahead of what is written. With
+        ``background`` the saves are made by a forked child (``BackgroundSaver``) and the
         commit waits for it, while the stage goes on."""
         self.rows.write(parts.values())
-        self.producer.flush()  # forwarded and dead-lettered events are in Kafka...
+        self._flush_producer()  # forwarded and dead-lettered events are in Kafka...
         failed = [f.exception for f in self.outbox.sent + self.dead_letters.take_sent() if f.failed()]
         if failed:  # ...or we stop here, before any offset moves past them
             raise RuntimeError(f"{len(failed)} forwarded or dead-lettered events were not written: {failed[0]!r}")
         self.outbox.confirmed()
+        # The Redis writes (queued, see resp.HsetPipe) have landed, or this raises and nothing
+        # below happens. Confirmed here in the parent, before the fork, since the child cannot
+        # wait on the parent's writer: a state file saved first would be a resume point past
+        # writes that may be lost. The writes ran while the stage parsed its polls and Kafka
+        # was flushed, so little is left to wait for.
+        try:
+            self.online.flush()
+        except Exception as exc:
+            raise RuntimeError(f"{self.stage.name}: the Redis writes since the last checkpoint are not all confirmed "
+                               f"({exc}); nothing of this checkpoint is saved or committed, and a restart resumes "
+                               "from the last one") from exc  # fmt: skip
         rows = self.rows.take_offline()
         saved = [(tp, part.next_offset, part.pipeline.state()) for tp, part in parts.items()
                  if part.next_offset is not None]  # fmt: skip
@@ -105,7 +137,6 @@ class Committer:
                 checkpoint.save(settings, group, tp.topic, tp.partition, offset, state)
 
         def then() -> None:
-            self.online.flush()  # the Redis writes (queued, see resp.HsetPipe) have landed too
             if offsets and commit:
                 self._commit(offsets)
 
@@ -119,6 +150,16 @@ class Committer:
         self.last_checkpoint = time.monotonic()
         self._since_checkpoint = 0
         self._catching_up = False
+
+    def _flush_producer(self) -> None:
+        timeout_s = self.settings.stream_kafka_timeout_s
+        try:
+            self.producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError as exc:
+            raise RuntimeError(
+                f"{self.stage.name}: Kafka did not acknowledge the forwarded and dead-lettered events within "
+                f"{timeout_s:g} s ({KAFKA_TIMEOUT_SETTING}); nothing of this checkpoint is saved or committed"
+            ) from exc
 
     def _commit(self, offsets: dict) -> None:
         try:

@@ -86,6 +86,7 @@ def run_stage(settings: Settings, name: str, max_seconds: float | None, until_id
     """One stage in this process until stopped, out of time, or idle (assigned, no lag, no records)."""
     from kafka import KafkaProducer
 
+    from streaming.consumer.committing import producer_timeouts
     from streaming.feature_store.online_write import OnlineWriter
 
     defined = all_stages(settings)
@@ -98,8 +99,10 @@ def run_stage(settings: Settings, name: str, max_seconds: float | None, until_id
         os.nice(settings.stream_background_nice)
     preload()  # before joining the group, so the first poll does not wait (done already when forked)
     writer = OnlineWriter(store, settings)
+    # Both bounded: a Redis call by the writer's socket timeout, a Kafka send or flush by these.
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5,
-                             compression_type="lz4", client_id=f"features-{name}-out")  # fmt: skip
+                             compression_type="lz4", client_id=f"features-{name}-out",
+                             **producer_timeouts(settings))  # fmt: skip
     letters = DeadLetters(producer, settings.topic_bookings_dlq, settings.dlq_max_letter_bytes)
     from streaming.catalogue.live import LiveCatalogue  # new listings known here without a restart
 

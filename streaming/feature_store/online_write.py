@@ -8,6 +8,13 @@ column in one compiled pass (``proto_columns``) and sends them as pipelined HSET
 another (``resp``): per value, redis-py's Python would cost more than Redis.
 The integration tests read what it writes back through ``FeatureStore.get_online_features``
 and compare it with what Feast's own ``write_to_online_store`` writes for the same values.
+
+A stage's checkpoint saves its resume point only after ``flush`` has confirmed every row given
+to ``write``. A failed write or read leaves rows the stage's state already counts missing from
+Redis, so the writer stays failed: every later ``write`` and ``flush`` raises that first error,
+and the stage stops and resumes from its last checkpoint rather than saving state past the
+loss. Its connections carry ``stream_redis_timeout_s`` as their socket timeout, so a half-open
+connection fails the stage after that long instead of hanging it.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from streaming.feature_store.redis_layout import EntityKeys, view_fields
 from streaming.wire.packed import concatenated
 from streaming.wire.resp import HgetMany, HsetPipe
 
+TIMEOUT_SETTING = "RENTAL_STREAM_REDIS_TIMEOUT_S"  # stream_redis_timeout_s, as an operator sets it
 WRITE_CHUNK = 10_000  # keys per pipelined write, to bound the size of one payload
 UNSEEN = np.iinfo(np.int64).min  # no stamp known for the entity yet
 
@@ -41,7 +49,8 @@ def _timestamp_us(proto_bytes: bytes | None) -> int:
 class OnlineWriter:
     def __init__(self, store: FeatureStore, settings: Settings):
         config = store.config
-        self.redis = Redis.from_url(settings.redis_url)
+        timeout_s = settings.stream_redis_timeout_s
+        self.redis = Redis.from_url(settings.redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         self.views = {}
         for fv in store.list_feature_views():
             ts_field, fields = view_fields(fv, config, [f.name for f in fv.features])
@@ -49,8 +58,9 @@ class OnlineWriter:
             field_names = concatenated([ts_field.encode(), *(f.encode() if isinstance(f, str) else f for f in fields)])
             self.views[fv.name] = (fv.entity_columns[0].name, ts_field, field_names,
                                    [f.name for f in fv.features], codes)  # fmt: skip
-        self._pipe = HsetPipe(self.redis)
-        self._hget_many = HgetMany(self.redis)
+        self._pipe = HsetPipe(self.redis, timeout_setting=TIMEOUT_SETTING)
+        self._hget_many = HgetMany(self.redis, timeout_setting=TIMEOUT_SETTING)
+        self._failure: BaseException | None = None  # the first failed write or read: final
         self._redis_key = EntityKeys(config)
         # Per view, the stamp this writer last gave each entity, so only entities it has not
         # written yet need a read first. Valid while this process owns the keys: ``forget`` at
@@ -62,12 +72,30 @@ class OnlineWriter:
         self._stamped.clear()
 
     def flush(self) -> None:
-        """Every row ``write`` was given is in Redis; the first failed write raises."""
-        self._pipe.flush()
+        """Every row ``write`` was given is in Redis; the first failed write or read raises, now
+        and at every later call."""
+        self._raise_failure()
+        try:
+            self._pipe.flush()
+        except BaseException as exc:
+            self._failure = exc
+            raise
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
 
     def write(self, view: str, rows: pa.Table) -> int:
         """Write the latest row of each entity in ``rows`` (an engine's table, each entity's
         rows in time order); return how many. The HSETs are queued: ``flush`` to know they landed."""
+        self._raise_failure()
+        try:
+            return self._write(view, rows)
+        except BaseException as exc:  # the rows were taken from their engine: they are lost to Redis
+            self._failure = exc
+            raise
+
+    def _write(self, view: str, rows: pa.Table) -> int:
         if rows.num_rows == 0:
             return 0
         join_key, ts_field, fields, features, codes = self.views[view]
@@ -105,7 +133,9 @@ class OnlineWriter:
         return len(names)
 
     def close(self) -> None:
+        """Flush and disconnect; raises like ``flush``."""
         try:
             self._pipe.close()
         finally:
             self._hget_many.close()
+        self._raise_failure()

@@ -11,8 +11,15 @@ raises, with Redis's message.
 The write and the reply count run on a thread of the pipe's own: the stage's loop goes on
 (parsing its next poll) while Redis applies the commands, instead of waiting idle for them, which
 left a core unused for ~0.3 s a poll. ``flush`` waits for every write so far and raises the first
-failure; the stage flushes before it commits offsets, so nothing is committed past a write that
-did not land.
+failure; the stage flushes before it saves a checkpoint, so no resume point and no committed
+offset is ever past a write that did not land.
+
+Every failure is a ``RedisCallFailed`` naming Redis's address, and it is final for the pipe: the
+batches queued behind a failed one are not sent, and every later ``hset_many`` or ``flush``
+raises the same error. Once one write is lost, nothing the stage does afterwards can be saved as
+complete, so it must stop and resume from its last checkpoint. The socket timeout of the
+connection redis-py opened (the stage sets it) bounds every wait: a half-open connection, where
+the writes vanish and no reply ever comes, fails the stage after that long instead of hanging it.
 
 Reads of one field of many keys (the stamps a writer must know before it writes) go the same
 way: ``hget_commands`` encodes them, ``bulk_replies`` parses the answers into one buffer. A Lua
@@ -28,6 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 from numba import njit
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 @njit(cache=True, inline="always")
@@ -143,76 +151,122 @@ def bulk_replies(buf, n):
     return out[:size], ends, COMPLETE
 
 
-def _own_connection(redis: Redis):
+class RedisCallFailed(RuntimeError):
+    """A write or read the stage depends on did not complete: refused, cut off or timed out."""
+
+
+class _Link:
     """A connection of our own, held for its user's life: its socket is written directly (redis-py
-    opened it: authentication, database and TLS are its)."""
-    connection = redis.connection_pool.make_connection()
-    connection.connect()
-    return connection
+    opened it: authentication, database, TLS and the socket timeout are its). Every failure on it
+    is a ``RedisCallFailed`` that says where and, for a timeout, after how long and which setting
+    sets it (``timeout_setting``)."""
+
+    def __init__(self, redis: Redis, timeout_setting: str):
+        self.connection = redis.connection_pool.make_connection()
+        self.timeout_setting = timeout_setting
+        self.where = _address(self.connection)
+
+    def socket(self):
+        """The connection's socket, reconnected if a failure closed it (as redis-py's next command would)."""
+        try:
+            self.connection.connect()  # a no-op while connected
+        except RedisConnectionError as exc:  # redis-py's TimeoutError is one too
+            raise RedisCallFailed(f"could not connect to Redis at {self.where}: {exc}{self._setting_note()}") from exc
+        return self.connection._sock  # redis-py keeps no public handle on it
+
+    def send(self, sock, payload: np.ndarray, command: str, n: int) -> None:
+        try:
+            sock.sendall(payload)
+        except OSError as exc:  # a timeout (the socket's buffers stayed full) or a reset
+            raise self._failed(exc, f"sending {_many(n, command)}") from exc
+
+    def receive(self, sock, command: str, n: int) -> bytes:
+        """The next bytes of the replies; a closed connection is an error (the replies were due)."""
+        try:
+            chunk = sock.recv(RECV)
+        except OSError as exc:
+            raise self._failed(exc, f"waiting for the replies to {_many(n, command)}") from exc
+        if not chunk:
+            self.connection.disconnect()
+            raise RedisCallFailed(f"Redis at {self.where} closed the connection while the replies to "
+                                  f"{_many(n, command)} were due")  # fmt: skip
+        return chunk
+
+    def _failed(self, exc: OSError, doing: str) -> RedisCallFailed:
+        self.connection.disconnect()  # what Redis has read or answered of it is unknown: the connection is spent
+        if isinstance(exc, TimeoutError):
+            return RedisCallFailed(f"Redis at {self.where} did not respond within "
+                                   f"{self.connection.socket_timeout:g} s {doing}{self._setting_note()}")  # fmt: skip
+        return RedisCallFailed(f"the connection to Redis at {self.where} failed {doing}: {exc!r}")
+
+    def _setting_note(self) -> str:
+        return f" (the socket timeout, {self.timeout_setting})" if self.timeout_setting else ""
+
+
+def _many(n: int, command: str) -> str:
+    return f"{n:,} {command}{'' if n == 1 else 's'}"
+
+
+def _address(connection) -> str:
+    host, port, db = (getattr(connection, name, None) for name in ("host", "port", "db"))
+    where = f"{host}:{port}" if host is not None else str(getattr(connection, "path", "?"))
+    return f"{where}/{db}" if db is not None else where
 
 
 RECV = 1 << 20  # bytes asked of the socket at a time
 
 
-def _receive(connection, sock, command: str) -> bytes:
-    """The next bytes of the replies; a closed connection is an error (the replies were due)."""
-    chunk = sock.recv(RECV)
-    if not chunk:
-        connection.disconnect()
-        raise ConnectionError(f"Redis closed the connection while {command} replies were due")
-    return chunk
-
-
-def _socket(connection):
-    """The connection's socket, reconnected if a failure closed it (as redis-py's next command would)."""
-    connection.connect()  # a no-op while connected
-    return connection._sock  # redis-py keeps no public handle on it
-
-
 class HgetMany:
     """One field of many keys, read in one pipelined round trip on a connection of its own."""
 
-    def __init__(self, redis: Redis):
-        self._connection = _own_connection(redis)
+    def __init__(self, redis: Redis, timeout_setting: str = ""):
+        self._link = _Link(redis, timeout_setting)
+        self._link.socket()
 
     def __call__(self, keys: np.ndarray, key_starts: np.ndarray, key_ends: np.ndarray, picked: np.ndarray,
                  field: bytes) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """The ``field`` of each key ``picked`` as (values end to end, each one's end; b"" when unset)."""
         n = len(picked)
         field_bytes = np.frombuffer(field, np.uint8)
-        sock = _socket(self._connection)
-        sock.sendall(hget_commands(keys, key_starts, key_ends, picked.astype(np.int64), field_bytes))
+        link = self._link
+        sock = link.socket()
+        link.send(sock, hget_commands(keys, key_starts, key_ends, picked.astype(np.int64), field_bytes), "HGET", n)
         replies = bytearray()
         while True:
-            replies += _receive(self._connection, sock, "HGET")
+            replies += link.receive(sock, "HGET", n)
             if replies.endswith(b"\r\n"):  # a reply may end here: try to read them all
                 values, ends, status = bulk_replies(np.frombuffer(replies, np.uint8), n)
                 if status == COMPLETE:
                     return values, ends
                 if status != INCOMPLETE:
-                    self._connection.disconnect()  # the replies after it are unread: the connection is spent
+                    link.connection.disconnect()  # the replies after it are unread: the connection is spent
                     error = bytes(replies[status : replies.index(b"\r\n", status)])
-                    raise RuntimeError(f"Redis refused an HGET: {error[1:].decode(errors='replace')}")
+                    raise RedisCallFailed(f"Redis at {link.where} refused an HGET: "
+                                          f"{error[1:].decode(errors='replace')}")  # fmt: skip
 
     def close(self) -> None:
-        self._connection.disconnect()
+        self._link.connection.disconnect()
 
 
 class HsetPipe:
     """One connection that sends batches of HSETs, in order, each in one write, and checks
-    every reply; at most ``in_flight`` batches are queued before ``hset_many`` waits."""
+    every reply; at most ``in_flight`` batches are queued before ``hset_many`` waits. After a
+    failure it sends nothing more and raises that failure on every call."""
 
-    def __init__(self, redis: Redis, in_flight: int = 8):
-        self._connection = _own_connection(redis)
+    def __init__(self, redis: Redis, in_flight: int = 8, timeout_setting: str = ""):
+        self._link = _Link(redis, timeout_setting)
+        self._link.socket()
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-hset")  # one: writes stay in order
         self._pending: deque[Future] = deque()
         self._in_flight = in_flight
+        self._failure: RedisCallFailed | None = None  # the first failure; set on the sender's thread
 
     def hset_many(self, keys: np.ndarray, key_ends: np.ndarray, fields: tuple[np.ndarray, np.ndarray],
                   values: np.ndarray, value_ends: np.ndarray) -> None:  # fmt: skip
         """Queue an HSET of each key (``keys`` cut at ``key_ends``) to one value per field
         (``fields``: ``packed.concatenated`` field names; ``values`` cut at ``value_ends``, key
         by key). It has landed once ``flush`` returns."""
+        self._raise_failure()
         if not len(key_ends):
             return
         payload = hset_commands(keys, key_ends, *fields, values, value_ends.astype(np.int64))
@@ -224,27 +278,47 @@ class HsetPipe:
         """Wait until every queued write is applied; raise the first that failed."""
         while self._pending:
             self._pending.popleft().result()
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
 
     def _send(self, payload: np.ndarray, n_keys: int) -> None:
-        sock = _socket(self._connection)
-        sock.sendall(payload)
+        self._raise_failure()  # a batch behind a failed one is not sent: its writes would land out of order
+        try:
+            self._send_checked(payload, n_keys)
+        except RedisCallFailed as exc:
+            self._failure = exc
+            raise
+        except Exception as exc:
+            self._failure = RedisCallFailed(f"writing {_many(n_keys, 'HSET')} to Redis at {self._link.where} "
+                                            f"failed: {exc!r}")  # fmt: skip
+            raise self._failure from exc
+
+    def _send_checked(self, payload: np.ndarray, n_keys: int) -> None:
+        link = self._link
+        sock = link.socket()
+        link.send(sock, payload, "HSET", n_keys)
         replies, seen = bytearray(), 0
         while seen < n_keys:  # every reply is one line: ":<fields added>" or "-<error>"
-            chunk = _receive(self._connection, sock, "HSET")
+            chunk = link.receive(sock, "HSET", n_keys)
             replies += chunk
             seen += chunk.count(b"\n")
         if replies.count(b"\n:") + replies.startswith(b":") != n_keys:
+            link.connection.disconnect()  # its replies cannot be trusted to line up any more
             error = next((line for line in bytes(replies).split(b"\r\n") if line.startswith(b"-")), None)
             if error is None:  # not an error reply, yet not an integer: not an HSET's answer
-                raise RuntimeError(f"unexpected replies to {n_keys} HSETs: {bytes(replies[:200])!r}")
-            raise RuntimeError(f"Redis refused an HSET: {error[1:].decode(errors='replace')}")
+                raise RedisCallFailed(f"unexpected replies from Redis at {link.where} to {_many(n_keys, 'HSET')}: "
+                                      f"{bytes(replies[:200])!r}")  # fmt: skip
+            raise RedisCallFailed(f"Redis at {link.where} refused an HSET: {error[1:].decode(errors='replace')}")
 
     def close(self) -> None:
         try:
             self.flush()
         finally:
             self._sender.shutdown(wait=True)
-            self._connection.disconnect()
+            self._link.connection.disconnect()
 
 
 def warm_up() -> None:

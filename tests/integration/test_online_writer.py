@@ -66,7 +66,13 @@ def test_a_restarted_writer_reads_the_stored_stamps_and_still_replaces_the_rows(
     with pytest.raises(RuntimeError, match="WRONGTYPE"):
         second.write("item_popularity", _rows(999 * DAY_US, 5, 8).slice(7))
     stored.delete(key)
-    second.write("item_popularity", _rows(999 * DAY_US, 5, 25))  # the failed read left no stale reply on the connection
+    # Its rows are lost to Redis: the writer stays failed, so its stage cannot checkpoint past them.
+    with pytest.raises(RuntimeError, match="WRONGTYPE"):
+        second.write("item_popularity", _rows(999 * DAY_US, 5, 25))
+    with pytest.raises(RuntimeError, match="WRONGTYPE"):
+        second.close()
+    second = OnlineWriter(store, local)  # the restarted stage's writer
+    second.write("item_popularity", _rows(999 * DAY_US, 5, 25))
     second.flush()
     entity_rows = [{"item_id": f"item_{i}"} for i in range(25)]
     read = store.get_online_features(features=["item_popularity:bookings_7d"], entity_rows=entity_rows).to_dict()
@@ -78,7 +84,7 @@ def test_a_restarted_writer_reads_the_stored_stamps_and_still_replaces_the_rows(
     second.close()
 
 
-def test_a_refused_write_raises_with_redis_reason_and_the_writer_goes_on(tmp_path, settings):
+def test_a_refused_write_raises_with_redis_reason_and_the_writer_stays_failed(tmp_path, settings):
     local, stored, store = _empty_store(tmp_path, settings)
     writer = OnlineWriter(store, local)
     writer.write("item_popularity", _row(1000 * DAY_US, 2))
@@ -89,7 +95,13 @@ def test_a_refused_write_raises_with_redis_reason_and_the_writer_goes_on(tmp_pat
     with pytest.raises(RuntimeError, match="WRONGTYPE"):
         writer.flush()
     stored.delete(key)
-    writer.write("item_popularity", _row(1002 * DAY_US, 4))  # every reply was read: the connection is in step
+    # A lost write is final: nothing later may be confirmed, or a checkpoint would cover the loss.
+    with pytest.raises(RuntimeError, match="WRONGTYPE"):
+        writer.write("item_popularity", _row(1002 * DAY_US, 4))
+    with pytest.raises(RuntimeError, match="WRONGTYPE"):
+        writer.flush()
+    writer = OnlineWriter(store, local)  # the restarted stage's writer
+    writer.write("item_popularity", _row(1002 * DAY_US, 4))
     writer.flush()
     read = store.get_online_features(features=["item_popularity:bookings_7d"], entity_rows=[{"item_id": "item_x"}])
     assert read.to_dict()["bookings_7d"] == [4]
