@@ -99,7 +99,7 @@ def _run(world, proxy: FaultProxy, history) -> None:
     first = world.consumer(**through_proxy)
     try:
         wait_for(lambda: first.poll() is not None or _all_groups_done(world), 120,
-                 "every stage to checkpoint the first part")  # fmt: skip
+                 "every stage to checkpoint the first part", interval_s=1.0)  # fmt: skip
         assert first.poll() is None, world.logs()[-5_000:]
         before = _saved_offsets(world)
         assert sum(o or 0 for (topic, _), o in before.items() if topic == s.topic_bookings) == split
