@@ -2,13 +2,16 @@
 
 In one run, on its own topics, consumer groups and Redis db:
 
-1. a simulated history (100,000 items by default) is produced to Kafka as booking events;
+1. a simulated year of history is produced to Kafka as booking events: 100,000 items and
+   1,000,000 bookings by default (ten a year an item on average, Zipf 0.8 popularity), ~1.07
+   million events with the cancellations;
 2. a plain kafka-python consumer reads the topic back with the stages' fetch sizes: the raw
    consume rate; and once reading whole record batches as the items stage reads them
    (``record_blocks``): how fast the topic can be read at all, beside it for reference;
 3. ``rental stream features`` (all three stages, one process each) consumes the same events from
    the start until drained: events/s from Kafka to features written in Redis and Parquet, and
-   the largest process's peak memory.
+   every process's peak memory (each stage's and the supervisor's, the largest over the runs)
+   and the window state each stage saved at its last checkpoint (its state files).
    Both clocks start when the poll that returns the first records is made, once partitions are
    assigned (so that poll's fetch and parse count); the consumer's stops when every stage's
    committed offset reaches the end, which it moves only after the Parquet rows and state are
@@ -133,12 +136,19 @@ def _freshness(world, probes: list[str], rate: float, seconds: float, sim: LiveS
 
 
 def _catch_up(world, env: dict[str, str]) -> dict:
-    """One consumer run over the whole topic, from scratch, until drained: its stats."""
+    """One consumer run over the whole topic, from scratch, until drained: its stats, with
+    each stage's saved state in MB (its checkpoint files: window arrays and seen event ids)."""
     stats_file = world.settings.data_dir / f"stats-{env['RENTAL_CONSUMER_GROUP_PREFIX']}.json"
     consumer = world.consumer("--until-idle", "3", "--stats-json", str(stats_file), **env)
     if consumer.wait(timeout=3600) != 0:
         raise RuntimeError(f"the consumer failed:\n{world.logs()[-3000:]}")
-    return json.loads(stats_file.read_text())
+    stats = json.loads(stats_file.read_text())
+    prefix = env["RENTAL_CONSUMER_GROUP_PREFIX"]
+    stats["state_mb"] = {
+        stage: sum(f.stat().st_size for f in world.settings.state_dir.glob(f"{prefix}-{stage}/*.state")) / 2**20
+        for stage in stats["peak_rss_mb"]
+    }
+    return stats
 
 
 def _measure(world, history, config, probes: list[str], rate: float, seconds: float, repeats: int) -> tuple:
@@ -174,7 +184,7 @@ def _measure(world, history, config, probes: list[str], rate: float, seconds: fl
 
 def main(
     items: int = typer.Option(100_000, help="Catalogue size."),
-    bookings: int = typer.Option(200_000, help="Bookings in the produced history."),
+    bookings: int = typer.Option(1_000_000, help="Bookings in the produced year of history."),
     rate: float = typer.Option(1_000.0, help="Steady live rate for the freshness run (events/s)."),
     seconds: float = typer.Option(25.0, help="Length of the freshness run."),
     repeats: int = typer.Option(3, min=1, help="Raw and consumer runs, alternating; the figures are their medians."),
@@ -200,6 +210,8 @@ def main(
     # RUSAGE_CHILDREN would report its own size: a child forked from it counts the parent's
     # pages until it execs.)
     peak_rss_mb = max(max(*run["peak_rss_mb"].values(), run["supervisor_peak_rss_mb"]) for run in runs)
+    process_peak_rss_mb = {name: round(max(run["peak_rss_mb"][name] for run in runs)) for name in stats["peak_rss_mb"]}
+    process_peak_rss_mb["supervisor"] = round(max(run["supervisor_peak_rss_mb"] for run in runs))
 
     slowest = sorted(range(len(latencies)), key=latencies.__getitem__)[-5:]
     stderr.print("slowest probes (probe number: ms): " + ", ".join(f"{i}: {latencies[i]:.0f}" for i in slowest))
@@ -217,7 +229,9 @@ def main(
         "freshness_p99_ms": round(float(np.percentile(latencies, 99)), 1),
         "freshness_probes": len(latencies),
         "peak_rss_mb": round(peak_rss_mb),
+        "process_peak_rss_mb": process_peak_rss_mb,  # each process's largest over the runs
         "stage_peak_rss_mb": {name: round(mb) for name, mb in stats["peak_rss_mb"].items()},  # the median run's
+        "stage_state_mb": {name: round(mb, 1) for name, mb in stats["state_mb"].items()},  # the median run's
         "events": total,
         "items": items,
         "stages": "items,customers,categories (one process each)",
