@@ -206,7 +206,7 @@ class WindowEngine:
         dropped = int(idle.sum())
         used = int(self._scalars[k.USED])
         free = k.free_nodes(self._scalars, self._node_next)
-        if 4 * dropped < n and 2 * free <= used:  # renumbering costs O(entities): only for a quarter
+        if 4 * dropped < max(n, 1) and 2 * free <= used:  # renumbering costs O(entities): for a quarter
             return 0
         kept = np.flatnonzero(~idle)
         node_time, node_meas, node_next, node_prev, ent, heads = k.compact_nodes(
