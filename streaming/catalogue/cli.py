@@ -45,6 +45,22 @@ def publish(
     console.print(f"{sent:,} items listed on {settings.topic_items} from {path}")
 
 
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option(help="Where to write the items table (Parquet).")],
+) -> None:
+    """Write the items table as the live catalogue has it (the history's table with every listing
+    on the items topic applied), for a backfill or training run to read: pass its folder as the
+    history with the customers and bookings beside it."""
+    from streaming.catalogue.live import export as current_items
+    from streaming.history.tables import ITEMS, write_table
+
+    settings = get_settings()
+    items, listed = current_items(settings)
+    write_table(items, ITEMS, out)
+    console.print(f"{len(items):,} items ({listed:,} as listed on {settings.topic_items}) written to {out}")
+
+
 @dlq_app.command()
 def replay(
     reason: Annotated[str, typer.Option(help="Replay letters whose reason contains this.")] = "",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -60,10 +61,11 @@ def apply_record(catalogue: Catalogue, record) -> Listing | None:
     return listing
 
 
-def read_to_end(settings: Settings, catalogue: Catalogue, timeout_s: float = 120.0) -> Catalogue:
+def read_to_end(settings: Settings, catalogue: Catalogue, timeout_s: float = 120.0,
+                on_listing: Callable[[Listing], None] | None = None) -> Catalogue:  # fmt: skip
     """Apply the topic from where ``catalogue.followed`` leaves off (its beginning at first) up
     to its end offsets now; record the new positions in ``catalogue.followed``. A topic that
-    does not exist yet adds nothing."""
+    does not exist yet adds nothing. ``on_listing`` sees each valid listing, in topic order."""
     consumer = listing_consumer(settings, "catalogue-reader")
     try:
         parts = _partitions(consumer, settings.topic_items)
@@ -80,7 +82,9 @@ def read_to_end(settings: Settings, catalogue: Catalogue, timeout_s: float = 120
                 )
             for records in consumer.poll(timeout_ms=POLL_MS, max_records=50_000).values():
                 for record in records:
-                    apply_record(catalogue, record)
+                    listing = apply_record(catalogue, record)
+                    if on_listing and listing is not None:
+                        on_listing(listing)
         catalogue.followed.update({tp.partition: consumer.position(tp) for tp in parts})
         return catalogue
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from rental.settings import Settings
 from streaming.catalogue.follower import Follower, read_to_end
 from streaming.features.pipeline import Catalogue
@@ -61,3 +63,27 @@ def current_catalogue(settings: Settings) -> Catalogue:
     else:
         catalogue = Catalogue({}, {}, {})
     return seeded(settings, catalogue)
+
+
+def export(settings: Settings) -> tuple[pd.DataFrame, int]:
+    """The items table as the live catalogue has it: the seed table with each item's latest
+    listing on the topic in place of its row, and the items only listed live appended. A
+    backfill or a training run reads that table, so live listings need it to be written back."""
+    from streaming.history.tables import ITEMS, history_paths, read_table, validate
+
+    latest: dict[str, dict] = {}
+    path = history_paths(settings.history_dir)[0]
+    seed = pd.DataFrame(columns=[c.name for c in ITEMS.columns])
+    if path.exists():
+        seed, problems = validate(read_table(path), ITEMS, path.name)
+        problems.raise_if_any()
+    read_to_end(settings, Catalogue({}, {}, {}),
+                on_listing=lambda listing: latest.__setitem__(listing.item_id, listing.model_dump(exclude={"schema_version"})))  # fmt: skip
+    if not latest:
+        return seed, 0
+    listed = pd.DataFrame(list(latest.values())).dropna(axis=1, how="all")  # an optional column nobody filled
+    kept = seed[~seed["item_id"].isin(listed["item_id"])]
+    merged = pd.concat([kept, listed], ignore_index=True) if len(kept) else listed
+    items, problems = validate(merged, ITEMS, f"{path.name} and {settings.topic_items}")
+    problems.raise_if_any()
+    return items, len(latest)

@@ -28,6 +28,7 @@ def world(tmp_path_factory, settings: Settings) -> ServingWorld:  # noqa: F811
         "RENTAL_TOPIC_BOOKINGS_DLQ": f"test.{run}.bookings.dlq",
         "RENTAL_TOPIC_BOOKINGS_BY_CUSTOMER": f"test.{run}.by-customer",
         "RENTAL_TOPIC_BOOKINGS_BY_CATEGORY": f"test.{run}.by-category",
+        "RENTAL_TOPIC_ITEMS": f"test.{run}.items",  # never the shared catalogue
         "RENTAL_CONSUMER_GROUP_PREFIX": f"test-{run}",
         "RENTAL_KAFKA_PORT": str(settings.kafka_port),
     }
