@@ -16,6 +16,16 @@ dlq_app = typer.Typer(help="The dead-letter topic: rejected bookings, and replay
 console = Console(stderr=True)
 
 
+def _topic_exists(settings) -> bool:
+    from streaming.catalogue.follower import listing_consumer
+
+    consumer = listing_consumer(settings, "rental-catalogue")
+    try:
+        return bool(consumer.partitions_for_topic(settings.topic_items))
+    finally:
+        consumer.close()
+
+
 @app.command()
 def publish(
     items: Annotated[
@@ -39,6 +49,10 @@ def publish(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     rows = listings(frame)
+    if not _topic_exists(settings):
+        console.print(f"[red]no topic {settings.topic_items} on {settings.bootstrap_servers}: "
+                      "`rental services up` creates it (compacted)[/red]")  # fmt: skip
+        raise typer.Exit(1)
     with progress_bar(console) as bar:
         task = bar.add_task(f"listing items on {settings.topic_items}", total=len(rows))
         sent = send(settings, rows, on_sent=lambda n: bar.advance(task, n))
