@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     stream_kafka_timeout_s: float = Field(
         default=60.0, gt=0, description="a stage's producer flush or offset lookup slower than this fails the stage"
     )
+    stream_session_timeout_s: float = Field(
+        default=10.0,
+        ge=6.0,
+        le=300.0,
+        description="a stage silent this long leaves its group and its partitions move to the other instances",
+    )
     state_dir_env: Path | None = Field(
         default=None,
         validation_alias="RENTAL_STATE_DIR",

@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from rental.settings import get_settings
+from streaming.consumer.errors import StartRefused
 from streaming.consumer.runner import StageRunner
 from streaming.consumer.runtime import run_one
 from streaming.consumer.supervisor import supervise
@@ -83,4 +84,33 @@ def features(
     settings = get_settings()
     if len(names) > 1:
         raise typer.Exit(supervise(settings, names, max_seconds, until_idle, not quiet, stats_json))
-    run_one(settings, names[0], max_seconds, until_idle, stats_json, display=None if quiet else StatusTable())
+    try:
+        run_one(settings, names[0], max_seconds, until_idle, stats_json, display=None if quiet else StatusTable())
+    except StartRefused as exc:
+        console.print(f"[red]{names[0]}: not started: {exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def reset(
+    stage: Annotated[
+        list[str] | None, typer.Option(help="A stage to reset (repeat for several; default: all three).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+) -> None:
+    """Start stages over from the backfill: delete their consumer groups' offsets and saved state.
+
+    For a stage that refuses to start because its state is not where its offsets say it should
+    be; the stages must be stopped."""
+    from streaming.consumer.reset import ResetRefused, reset_stages
+
+    settings = get_settings()
+    which = ", ".join(stage) if stage else "all stages"
+    if not yes and not typer.confirm(f"Forget the offsets and state of {which} in {settings.state_dir}?"):
+        raise typer.Exit(1)
+    try:
+        groups = reset_stages(settings, stage or None)
+    except (ResetRefused, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"reset {', '.join(groups)}: they start from the backfill in {settings.state_dir}")

@@ -20,7 +20,13 @@ import logging
 import time
 
 from kafka import KafkaProducer, TopicPartition
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    KafkaTimeoutError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from rental.settings import Settings
@@ -172,3 +178,8 @@ class Committer:
             # only lags behind it, and the next checkpoint commits them again.
             log.warning("%s: offset commit timed out (%s); retried at the next checkpoint", self.stage.name, exc)
             self.counters.commit_retries += 1
+        except (CommitFailedError, RebalanceInProgressError, IllegalGenerationError, UnknownMemberIdError) as exc:
+            # The group moved on (a rebalance, or this member was expelled): the partitions'
+            # state is saved, and whoever owns them next resumes from it. The next poll rejoins.
+            log.warning("%s: offset commit refused by the group (%s); the saved state stands", self.stage.name, exc)
+            self.counters.commit_failures += 1

@@ -12,3 +12,6 @@ class Counters:
     rows_online: int = 0
     checkpoints: int = 0
     commit_retries: int = 0
+    commit_failures: int = 0  # a commit the group refused (a rebalance): the next checkpoint's counts
+    lease_waits: int = 0  # polls whose writes waited for a heartbeat to confirm the membership
+    partitions_lost: int = 0  # partitions dropped unsaved after an expulsion

@@ -11,6 +11,7 @@ are ``joining``'s.
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -36,6 +37,7 @@ from streaming.wire.record_blocks import BadBatch, RecordColumns
 
 GC_FULL_EVERY_S = 600.0
 SAVING_POLL_MS = 10  # poll timeout while a checkpoint is being written
+log = logging.getLogger(__name__)
 
 
 class StageRunner:
@@ -49,7 +51,9 @@ class StageRunner:
         self.dead_letters = dead_letters
         self.counters = Counters()
         self.partitions = Partitions(settings, stage, catalogue)
-        self.member = Membership(settings, stage, RebalanceListener(self._revoked, self.partitions.assigned))
+        self.member = Membership(
+            settings, stage, RebalanceListener(self._revoked, self.partitions.assigned, self._lost)
+        )
         self.outbox = Outbox(stage.forwards, catalogue, producer)
         self.rows = RowWriter(stage.view, writer, self.counters)
         self.committer = Committer(stage, settings, self.member, self.rows, self.outbox, dead_letters, producer,
@@ -107,11 +111,16 @@ class StageRunner:
             self._apply(part, records)
             part.next_offset = max(int(records.offsets[-1]) + 1, past_bad)
             n += len(records)
-        self.outbox.send()
+        self.outbox.send()  # forwarded twice by a stale owner, an event still counts once downstream
         caught_up = self.partitions.advance_idle(self.member.consumer, self._now_us())
-        self.rows.write(self.parts.values())
         self.committer.poll()
         self._tidy_memory()
+        if not self.member.holds_lease():
+            # Perhaps expelled and not yet told: write nothing (the rows wait in the windows)
+            # until a heartbeat is answered or the partitions are lost.
+            self.counters.lease_waits += 1
+            return n
+        self.rows.write(self.parts.values())
         if self.committer.due(n, caught_up):
             self.checkpoint(background=True)
         return n
@@ -199,4 +208,12 @@ class StageRunner:
         """Called from the client's IO thread: save state, but make no blocking Kafka call."""
         if self.parts:
             self.checkpoint(commit=False)
+        self.partitions.revoked(partitions)
+
+    def _lost(self, partitions: list[TopicPartition]) -> None:
+        """Expelled from the group: another instance may already be processing these partitions
+        from the shared state, so nothing of theirs is saved or written from here."""
+        log.warning("%s: expelled from the group; dropping %s unsaved (their new owner resumes from the "
+                    "last checkpoint)", self.stage.name, sorted(partitions))  # fmt: skip
+        self.counters.partitions_lost += len(partitions)
         self.partitions.revoked(partitions)

@@ -27,6 +27,7 @@ from rich.live import Live
 from rich.table import Table
 
 from rental.settings import Settings
+from streaming.consumer.errors import StartRefused
 from streaming.consumer.stages import stages as all_stages
 from streaming.consumer.usage import cpu_s, peak_rss_mb
 
@@ -92,6 +93,9 @@ class StageProcess:
 
             run_one(settings, name, None, None, stats_json, inputs)
             code = 0
+        except StartRefused as exc:  # what to do, not a traceback
+            console.print(f"[red]{name}: not started: {exc}[/red]")
+            code = 2
         except BaseException:
             traceback.print_exc()
         finally:

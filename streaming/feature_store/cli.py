@@ -31,8 +31,9 @@ def backfill(
     settings = get_settings()
     history = load_history(*history_paths(history_dir or settings.history_dir))
     as_of = (as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of) or datetime.now(UTC)
+    _reset_stages(settings)  # the stages restart from the new backfill, not from their old state
     shutil.rmtree(settings.offline_dir, ignore_errors=True)
-    shutil.rmtree(settings.state_dir, ignore_errors=True)  # consumers restart from the new backfill
+    shutil.rmtree(settings.state_dir, ignore_errors=True)
     n_events = len(history.bookings) + int(history.bookings["cancelled_at"].notna().sum())
     with progress_bar(console) as bar:
         task = bar.add_task("backfilling features (events)", total=n_events)
@@ -40,6 +41,20 @@ def backfill(
     console.print(
         f"{pipeline.events:,} events -> offline store {settings.offline_dir}, windows as of {as_of:%Y-%m-%d %H:%M} UTC"
     )
+
+
+def _reset_stages(settings) -> None:
+    """The stages' groups and state go with the old backfill. Without Kafka the backfill still
+    runs, and the stages will refuse to start until their groups are reset."""
+    from kafka.errors import KafkaError
+
+    from streaming.consumer.reset import reset_stages
+
+    try:
+        reset_stages(settings)
+    except KafkaError as exc:
+        console.print(f"[yellow]could not reset the stream stages' consumer groups ({exc!r}): run "
+                      "`rental stream reset` before starting `rental stream features`[/yellow]")  # fmt: skip
 
 
 @app.command()
