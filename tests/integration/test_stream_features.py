@@ -2,19 +2,25 @@
 
 Crash safety: a simulated history streamed through Kafka, the consumer SIGKILLed part way and
 restarted; once drained, every item's, customer's and category's online features equal the
-batch backfill's at the same moment, exactly. Bad events land in the DLQ with their reasons
-and the good events after them are processed.
+batch backfill's at the same moment, exactly. Scale out and restart anywhere: two instances of
+every stage on different data directories sharing the state directory, one SIGKILLed part way,
+equal the backfill exactly; one whose state directory is not the shared one refuses to start.
+Bad events (event times out of bounds among them) land in the DLQ with their reasons and the
+good events after them are processed.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
 
 from streaming.backfill import timeline
 from streaming.consumer.checkpoint import load
@@ -73,6 +79,21 @@ def _online(store, view: str, key: str, ids: list[str]) -> pd.DataFrame:
     return store.get_online_features(features=features, entity_rows=[{key: i} for i in ids]).to_df()
 
 
+def _assert_online_equal(live, expected, history) -> None:
+    """Every item's, customer's and category's online features in ``live`` equal ``expected``'s."""
+    items = history.items["item_id"].tolist()
+    customers = history.customers["customer_id"].tolist()
+    categories = sorted(history.items["category"].unique())
+    pd.testing.assert_frame_equal(_online(live, "item_popularity", "item_id", items),
+                                  _online(expected, "item_popularity", "item_id", items))  # fmt: skip
+    pd.testing.assert_frame_equal(_online(live, "customer_history", "customer_id", customers),
+                                  _online(expected, "customer_history", "customer_id", customers))  # fmt: skip
+    pd.testing.assert_frame_equal(_online(live, "category_season", "category", categories),
+                                  _online(expected, "category_season", "category", categories))  # fmt: skip
+    booked = _online(live, "item_popularity", "item_id", items)["bookings_30d"].fillna(0)
+    assert booked.sum() > 0  # the comparison is not between two empty stores
+
+
 def _checkpointed_offsets(world, stage: str) -> int:
     group = f"{world.settings.consumer_group_prefix}-{stage}"
     total = 0
@@ -114,18 +135,8 @@ def test_sigkill_part_way_then_restart_equals_the_backfill_exactly(world_of, his
     assert _checkpointed_offsets(world, "items") == sent
 
     pipeline, backfill_rows = backfill
-    live, expected = feature_store(world.settings), _expected_store(world, pipeline, redis_db=4)
+    _assert_online_equal(feature_store(world.settings), _expected_store(world, pipeline, redis_db=4), history)
     items = history.items["item_id"].tolist()
-    customers = history.customers["customer_id"].tolist()
-    categories = sorted(history.items["category"].unique())
-    pd.testing.assert_frame_equal(_online(live, "item_popularity", "item_id", items),
-                                  _online(expected, "item_popularity", "item_id", items))  # fmt: skip
-    pd.testing.assert_frame_equal(_online(live, "customer_history", "customer_id", customers),
-                                  _online(expected, "customer_history", "customer_id", customers))  # fmt: skip
-    pd.testing.assert_frame_equal(_online(live, "category_season", "category", categories),
-                                  _online(expected, "category_season", "category", categories))  # fmt: skip
-    booked = _online(live, "item_popularity", "item_id", items)["bookings_30d"].fillna(0)
-    assert booked.sum() > 0  # the comparison is not between two empty stores
 
     # The offline store holds the same item rows as the backfill: a replay after the kill may
     # append a row twice (identical), never a different one. Customer and category rows are
@@ -193,3 +204,68 @@ def test_bad_events_go_to_the_dlq_with_reasons_and_good_ones_after_them_are_proc
     values = _online(feature_store(world.settings), "item_popularity", "item_id", [item])
     assert values["bookings_7d"].iloc[0] == 1
     assert values["revenue_7d"].iloc[0] == pytest.approx(120.0)
+
+
+def _members(world, stage: str) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=world.settings.bootstrap_servers)
+    try:
+        group = f"{world.settings.consumer_group_prefix}-{stage}"
+        return len(admin.describe_groups([group])[group].get("members") or ())
+    except KafkaError:
+        return 0
+    finally:
+        admin.close()
+
+
+def _machine(world, tmp_path, name: str, state_dir) -> dict[str, str]:
+    """The environment of an instance on another machine: a data directory of its own (the Feast
+    registry and the catalogue, no offline rows, no state) and ``state_dir`` for the state."""
+    data = tmp_path / name
+    shutil.copytree(world.settings.data_dir, data, ignore=shutil.ignore_patterns("stream_state", "offline", "*.log"))
+    return {"RENTAL_DATA_DIR": str(data), "RENTAL_STATE_DIR": str(state_dir)}
+
+
+def test_two_instances_split_the_partitions_one_is_sigkilled_and_the_features_equal_the_backfill(
+    world_of, history, backfill, tmp_path
+):
+    """Scale out and restart anywhere: a second instance of every stage, on another data
+    directory sharing only the state directory, joins part way through a replayed history; the
+    first is SIGKILLed; the second takes its partitions over from the shared state and ends
+    exactly equal to the backfill. An instance whose state directory is not the shared one
+    refuses to start, saying what to do."""
+    world = world_of(redis_db=6, RENTAL_STREAM_NOW=NOW.isoformat(), RENTAL_CHECKPOINT_EVERY_S="0.3",
+                     RENTAL_STREAM_MAX_POLL_RECORDS="100", RENTAL_STREAM_SESSION_TIMEOUT_S="6")  # fmt: skip
+    events = list(history_events(history.bookings))
+    producer = make_producer(world.settings)
+    topic, head = world.settings.topic_bookings, len(events) // 4
+    sent = send_events(producer, topic, events[:head])
+
+    first = world.consumer()
+    wait_for(lambda: _checkpointed_offsets(world, "items") > 0, 120, "a first checkpoint of the items stage")
+    second = world.consumer("--until-idle", "5", **_machine(world, tmp_path, "second", world.settings.state_dir))
+    wait_for(lambda: all(_members(world, s) == 2 for s in ("items", "customers", "categories")), 120,
+             "both instances in every stage's group")  # fmt: skip
+    # The rest arrives as a live stream would, and the first instance dies half way through it.
+    rest = events[head:]
+    for i in range(0, len(rest), 100):
+        sent += send_events(producer, topic, rest[i : i + 100])
+        time.sleep(0.05)
+        if i == (len(rest) // 200) * 100:
+            kill(first)
+            done_before_kill = _checkpointed_offsets(world, "items")
+    producer.close()
+    assert 0 < done_before_kill < sent, f"the kill should land part way ({done_before_kill} of {sent})"
+
+    assert second.wait(timeout=300) == 0, world.logs()
+    assert _checkpointed_offsets(world, "items") == sent
+    assert "Traceback" not in world.logs()
+    pipeline, _ = backfill
+    _assert_online_equal(feature_store(world.settings), _expected_store(world, pipeline, redis_db=14), history)
+
+    # A third machine whose state directory is its own: the groups have committed offsets it
+    # cannot know the windows of, so it refuses rather than overwrite good features.
+    stray = world.consumer("--stages", "items", "--until-idle", "2",
+                           **_machine(world, tmp_path, "stray", tmp_path / "stray-state"))  # fmt: skip
+    assert stray.wait(timeout=120) == 2, world.logs()
+    said = " ".join(world.logs().split())  # the console wraps long lines
+    assert "holds no state for it" in said and "Point RENTAL_STATE_DIR at the directory" in said, said[-3_000:]
