@@ -38,6 +38,7 @@ services-status: python-deps ## what runs where
 demo: services-up ## the whole system end to end on its defaults
 	$(RENTAL) simulate history
 	$(RENTAL) history summary
+	$(RENTAL) catalogue publish
 	$(RENTAL) features backfill
 	$(RENTAL) features apply
 	$(RENTAL) features materialize --full
