@@ -192,8 +192,12 @@ class StageRunner:
         return self.partitions.lag(self.member.consumer)
 
     def close(self) -> None:
-        self.checkpoint()
-        self.member.close()
+        """Checkpoint, then leave the group even if that failed: the partitions move to another
+        instance at once instead of after the session timeout."""
+        try:
+            self.checkpoint()
+        finally:
+            self.member.close()
 
     # -- rebalancing ----------------------------------------------------------------------------
     def _set_up_assigned(self) -> list[TopicPartition]:
