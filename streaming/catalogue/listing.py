@@ -11,12 +11,13 @@ from datetime import UTC, date, datetime
 from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from streaming.events import describe_validation_error
 from streaming.history.vocabulary import CONDITIONS, TIERS
 
 SCHEMA_VERSION = 1
+_VOCABULARY = {"brand_tier": TIERS, "condition": CONDITIONS}  # the closed fields, as the items table has them
 
 
 class ListingError(ValueError):
@@ -38,18 +39,12 @@ class Listing(BaseModel):
     listing_date: date
     units: int = Field(default=1, ge=1, le=10_000)
 
-    @field_validator("brand_tier")
+    @field_validator("brand_tier", "condition")
     @classmethod
-    def _tier(cls, value: str) -> str:
-        if value not in TIERS:
-            raise ValueError(f"must be one of {list(TIERS)}")
-        return value
-
-    @field_validator("condition")
-    @classmethod
-    def _condition(cls, value: str) -> str:
-        if value not in CONDITIONS:
-            raise ValueError(f"must be one of {list(CONDITIONS)}")
+    def _in_vocabulary(cls, value: str, info: ValidationInfo) -> str:
+        allowed = _VOCABULARY[info.field_name]
+        if value not in allowed:
+            raise ValueError(f"must be one of {list(allowed)}")
         return value
 
     @field_validator("item_id", "brand", "category", "colour", "size")
