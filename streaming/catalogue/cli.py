@@ -84,7 +84,7 @@ def replay(
     """Send rejected bookings back to the bookings topic once their item is in the catalogue
     (by default the letters rejected as an unknown item). Each letter is replayed once."""
     from streaming.catalogue.live import current_catalogue
-    from streaming.consumer.dlq_replay import UNKNOWN_ITEM_REASON
+    from streaming.consumer.dead_letters import UNKNOWN_ITEM_REASON
     from streaming.consumer.dlq_replay import replay as run_replay
 
     settings = get_settings()

@@ -20,11 +20,23 @@ MAX_REASON_CHARS = 1_000
 MAX_KEY_BYTES = 1_024
 
 
+# How the items stage words a booking of an item the catalogue lacks: ``rental dlq replay``
+# picks these letters by it.
+UNKNOWN_ITEM_REASON = "item_id: unknown item"
+
+
 def _payload(value: bytes) -> tuple[str, str]:
     try:
         return value.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         return base64.b64encode(value).decode(), "base64"
+
+
+def original_payload(letter: dict) -> bytes:
+    """A letter's payload bytes as they were sent (``_payload`` read back); a truncated letter's
+    kept prefix only."""
+    text = letter.get("payload") or ""
+    return base64.b64decode(text) if letter.get("payload_encoding") == "base64" else text.encode()
 
 
 def _prefix(value: bytes, n: int) -> bytes:

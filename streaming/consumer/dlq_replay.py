@@ -13,7 +13,6 @@ has lost its payload's end and cannot be replayed.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections import Counter
@@ -24,10 +23,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from rental.settings import Settings
+from streaming.consumer.dead_letters import UNKNOWN_ITEM_REASON, original_payload
 from streaming.events import EventError, decode
 from streaming.features.pipeline import Catalogue
 
-UNKNOWN_ITEM_REASON = "item_id: unknown item"  # how the items stage words it (``runner._apply``)
 MAX_METADATA_CHARS = 3_000  # the broker keeps up to 4,096 characters of a commit's metadata
 
 
@@ -73,11 +72,6 @@ def _parse_ranges(text: str | None) -> set[int]:
         except ValueError:
             return set()  # metadata another tool wrote: remember nothing rather than misread it
     return done
-
-
-def _payload(letter: dict) -> bytes:
-    text = letter.get("payload") or ""
-    return base64.b64decode(text) if letter.get("payload_encoding") == "base64" else text.encode()
 
 
 def replay(settings: Settings, catalogue: Catalogue, reason: str = UNKNOWN_ITEM_REASON, dry_run: bool = False,
@@ -166,7 +160,7 @@ def _one(settings: Settings, catalogue: Catalogue, reason: str, record, done: se
         report.left["payload truncated (only its first bytes were kept): cannot be replayed"] += 1
         return "left"
     try:
-        payload = _payload(letter)
+        payload = original_payload(letter)
         event = decode(payload)
     except (EventError, ValueError) as exc:
         report.left[f"not a valid event ({str(exc)[:80]})"] += 1

@@ -21,7 +21,7 @@ from kafka import KafkaProducer, TopicPartition
 from rental.settings import Settings
 from streaming.consumer.committing import Committer
 from streaming.consumer.counters import Counters
-from streaming.consumer.dead_letters import DeadLetters
+from streaming.consumer.dead_letters import UNKNOWN_ITEM_REASON, DeadLetters
 from streaming.consumer.decoding import decode_records
 from streaming.consumer.event_time import rejected
 from streaming.consumer.forwarding import Outbox
@@ -137,7 +137,7 @@ class StageRunner:
             return
         status = part.pipeline.process_batch(batch)
         for i in np.flatnonzero(status == UNKNOWN_ITEM).tolist():
-            self.dead_letters.send(records.record(owner[i]), f"item_id: unknown item {batch.item_id[i]!r}")
+            self.dead_letters.send(records.record(owner[i]), f"{UNKNOWN_ITEM_REASON} {batch.item_id[i]!r}")
         applied = status == APPLIED
         self.counters.duplicates += int(np.count_nonzero(status == DUPLICATE))
         self.counters.events += int(np.count_nonzero(applied))
