@@ -20,11 +20,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def seeded(settings: Settings, catalogue: Catalogue) -> Catalogue:
-    """The seed table's catalogue with every listing on the items topic so far applied."""
-    return read_to_end(settings, catalogue)
-
-
 class LiveCatalogue:
     """Started in the stage's own process (threads do not survive the supervisor's fork)."""
 
@@ -51,32 +46,36 @@ class LiveCatalogue:
                 log.warning("catalogue: %s did not close cleanly (%r)", type(part).__name__, exc)
 
 
-def current_catalogue(settings: Settings) -> Catalogue:
-    """The catalogue as the stages know it now: the items table (when there is one) and the topic."""
+def seed_items(settings: Settings) -> pd.DataFrame | None:
+    """The items table the catalogue starts from, validated; None when there is none."""
     from streaming.history.tables import ITEMS, history_paths, read_table, validate
 
     path = history_paths(settings.history_dir)[0]
-    if path.exists():
-        items, problems = validate(read_table(path), ITEMS, path.name)
-        problems.raise_if_any()
-        catalogue = Catalogue.from_items(items)
-    else:
-        catalogue = Catalogue({}, {}, {})
-    return seeded(settings, catalogue)
+    if not path.exists():
+        return None
+    items, problems = validate(read_table(path), ITEMS, path.name)
+    problems.raise_if_any()
+    return items
+
+
+def current_catalogue(settings: Settings) -> Catalogue:
+    """The catalogue as the stages know it now: the items table (when there is one) with every
+    listing on the items topic so far applied on top."""
+    items = seed_items(settings)
+    return read_to_end(settings, Catalogue.from_items(items) if items is not None else Catalogue({}, {}, {}))
 
 
 def export(settings: Settings) -> tuple[pd.DataFrame, int]:
     """The items table as the live catalogue has it: the seed table with each item's latest
     listing on the topic in place of its row, and the items only listed live appended. A
     backfill or a training run reads that table, so live listings need it to be written back."""
-    from streaming.history.tables import ITEMS, history_paths, read_table, validate
+    from streaming.history.tables import ITEMS, history_paths, validate
 
     latest: dict[str, dict] = {}
     path = history_paths(settings.history_dir)[0]
-    seed = pd.DataFrame(columns=[c.name for c in ITEMS.columns])
-    if path.exists():
-        seed, problems = validate(read_table(path), ITEMS, path.name)
-        problems.raise_if_any()
+    seed = seed_items(settings)
+    if seed is None:
+        seed = pd.DataFrame(columns=[c.name for c in ITEMS.columns])
     read_to_end(settings, Catalogue({}, {}, {}),
                 on_listing=lambda listing: latest.__setitem__(listing.item_id, listing.model_dump(exclude={"schema_version"})))  # fmt: skip
     if not latest:

@@ -24,7 +24,7 @@ from streaming.consumer.runner import StageRunner
 from streaming.consumer.stages import stages as all_stages
 from streaming.consumer.usage import cpu_s, peak_rss_mb
 from streaming.features.pipeline import Catalogue
-from streaming.history.tables import ITEMS, history_paths, read_table, validate
+from streaming.history.tables import history_paths
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -42,14 +42,13 @@ class Display(Protocol):
 
 
 def load_catalogue(settings: Settings) -> Catalogue:
+    """The items table with the items topic's listings on top; a stage cannot run without the table."""
+    from streaming.catalogue.live import current_catalogue
+
     path = history_paths(settings.history_dir)[0]
     if not path.exists():
         raise typer.BadParameter(f"no catalogue at {path}: run `rental simulate history` or `rental history load`")
-    items, problems = validate(read_table(path), ITEMS, path.name)
-    problems.raise_if_any()
-    from streaming.catalogue.live import seeded  # the items topic's listings on top of the table
-
-    return seeded(settings, Catalogue.from_items(items))
+    return current_catalogue(settings)
 
 
 class StageInputs(NamedTuple):
