@@ -20,6 +20,7 @@ compression, for the same reason.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import traceback
 from collections.abc import Callable
@@ -185,6 +186,11 @@ def _checkpoint_remedy(settings: Settings, group: str) -> str:
 
 def save(settings: Settings, group: str, topic: str, partition: int, offset: int, state: dict) -> None:
     _write(_path(settings, group, topic, partition), {"offset": offset, "state": state})
+
+
+def forget(settings: Settings, group: str) -> None:
+    """Delete every partition's saved state of ``group``."""
+    shutil.rmtree(settings.state_dir / group, ignore_errors=True)
 
 
 def load(settings: Settings, group: str, topic: str, partition: int) -> dict | None:

@@ -8,12 +8,11 @@ would miss the events before it. So the two are only ever dropped together: by a
 
 from __future__ import annotations
 
-import shutil
-
 from kafka import KafkaAdminClient
 from kafka.errors import GroupIdNotFoundError, KafkaError, NonEmptyGroupError
 
 from rental.settings import Settings
+from streaming.consumer import checkpoint
 from streaming.consumer.stages import stages as all_stages
 
 
@@ -41,5 +40,5 @@ def reset_stages(settings: Settings, names: list[str] | None = None) -> list[str
     if failed:
         raise KafkaError(f"could not delete consumer group(s): {failed}")
     for group in groups:
-        shutil.rmtree(settings.state_dir / group, ignore_errors=True)
+        checkpoint.forget(settings, group)
     return groups
