@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +41,19 @@ class Settings(BaseSettings):
     kafka_auto_create_topics: bool = False
     kafka_start_timeout_s: float = 90.0
     kafka_stop_timeout_s: float = 30.0
+    # Kafka security, given to every Kafka client the project makes (``rental.connections``). A
+    # managed cluster needs SASL_SSL: a mechanism, a user and its password, and the CA to trust.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle the broker's certificate is checked against"
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        default=None, description="client certificate, for brokers that ask for one"
+    )
+    kafka_ssl_keyfile: Path | None = None
     java_bin: str = "java"
     mvn_bin: str = "mvn"
 
@@ -49,6 +62,11 @@ class Settings(BaseSettings):
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
     redis_server_bin: str = "redis-server"
+    # TLS to Redis (a rediss:// REDIS_URL, which also carries an ACL user and password): the CA
+    # to trust, and a client certificate when the server asks for one.
+    redis_ssl_ca_file: Path | None = None
+    redis_ssl_certfile: Path | None = None
+    redis_ssl_keyfile: Path | None = None
     redis_start_timeout_s: float = 20.0
     redis_stop_timeout_s: float = 20.0
 
@@ -155,7 +173,18 @@ class Settings(BaseSettings):
     xgb_max_bin: int = 128
 
     # The pricing service (bento_service/): ports, limits, how it follows the champion alias.
-    serve_host: str = "0.0.0.0"
+    serve_host: str = Field(
+        default="127.0.0.1", description="another address needs API tokens or serve_allow_unauthenticated"
+    )
+    serve_api_tokens: SecretStr | None = Field(
+        default=None, description="comma-separated bearer tokens, several at once so keys can rotate"
+    )
+    serve_allow_unauthenticated: bool = Field(
+        default=False, description="serve without tokens on a non-loopback address (said in the log)"
+    )
+    serve_tls_certfile: Path | None = Field(default=None, description="HTTPS and gRPC over TLS with this certificate")
+    serve_tls_keyfile: Path | None = None
+    serve_tls_client_ca: Path | None = Field(default=None, description="mutual TLS: clients must show a cert it signed")
     serve_http_port: int = Field(default=3000, ge=1, le=65535)
     serve_grpc_port: int = Field(default=50051, ge=1, le=65535)
     serve_workers: int = Field(default=2, ge=1, description="Bento worker processes (one a core), each HTTP and gRPC")
@@ -182,7 +211,20 @@ class Settings(BaseSettings):
     seed: int = 42
     currency: str = "GBP"
 
-    @field_validator("data_dir", "cache_dir", "state_dir_env")
+    @field_validator(
+        "data_dir",
+        "cache_dir",
+        "state_dir_env",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        "redis_ssl_ca_file",
+        "redis_ssl_certfile",
+        "redis_ssl_keyfile",
+        "serve_tls_certfile",
+        "serve_tls_keyfile",
+        "serve_tls_client_ca",
+    )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value if value is None else value.expanduser().resolve()
@@ -191,6 +233,12 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def api_tokens(self) -> tuple[str, ...]:
+        """The accepted bearer tokens (none: authentication is off)."""
+        raw = self.serve_api_tokens.get_secret_value() if self.serve_api_tokens else ""
+        return tuple(t.strip() for t in raw.split(",") if t.strip())
 
     @property
     def kafka_is_external(self) -> bool:
