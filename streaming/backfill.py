@@ -62,19 +62,13 @@ def timeline(bookings: pd.DataFrame) -> pd.DataFrame:
 
 
 def static_rows(history: History) -> dict[str, pd.DataFrame]:
-    """Item and customer attributes, valid from listing (items) or from the epoch (customers)."""
-    items = history.items.assign(
-        item_category=history.items["category"],
-        event_timestamp=pd.to_datetime(history.items["listing_date"]).dt.tz_localize("UTC"),
-        listed_at=lambda f: f["event_timestamp"],
-    )
-    for column in ("colour", "size"):
-        if column not in items:
-            items[column] = None
-    customers = history.customers.assign(event_timestamp=pd.Timestamp("1970-01-01", tz="UTC"))  # known all along
-    for column in ("segment", "preferred_category"):
-        if column not in customers:
-            customers[column] = None
+    """Item and customer attributes, valid from listing (items; the epoch when the listing date
+    is unknown, with ``listed_at`` null) or from the epoch (customers)."""
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    listed = pd.to_datetime(history.items["listing_date"]).dt.tz_localize("UTC")
+    items = history.items.assign(item_category=history.items["category"], listed_at=listed,
+                                 event_timestamp=listed.fillna(epoch))  # fmt: skip
+    customers = history.customers.assign(event_timestamp=epoch)  # known all along
     return {"item_attributes": items, "customer_attributes": customers}
 
 

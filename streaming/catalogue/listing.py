@@ -14,10 +14,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from streaming.events import describe_validation_error
-from streaming.history.vocabulary import CONDITIONS, TIERS
 
 SCHEMA_VERSION = 1
-_VOCABULARY = {"brand_tier": TIERS, "condition": CONDITIONS}  # the closed fields, as the items table has them
+_REQUIRED_TEXT = ("item_id", "brand", "category")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # an item with no listing date is valid from here, as the backfill has it
 
 
 class ListingError(ValueError):
@@ -30,35 +30,40 @@ class Listing(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
     item_id: str = Field(min_length=1, max_length=64)
     brand: str = Field(min_length=1)
-    brand_tier: str
     category: str = Field(min_length=1)
+    # Optional, in the platform's own words; None is unknown (``history.tables.OPTIONAL_MEANING``).
+    brand_tier: str | None = None
     colour: str | None = None
     size: str | None = None
-    retail_price: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
-    condition: str
-    listing_date: date
+    retail_price: float | None = Field(default=None, gt=0, le=1_000_000, allow_inf_nan=False)
+    condition: str | None = None
+    listing_date: date | None = None
     units: int = Field(default=1, ge=1, le=10_000)
 
-    @field_validator("brand_tier", "condition")
+    @field_validator("item_id", "brand", "category", "brand_tier", "colour", "size", "condition")
     @classmethod
-    def _in_vocabulary(cls, value: str, info: ValidationInfo) -> str:
-        allowed = _VOCABULARY[info.field_name]
-        if value not in allowed:
-            raise ValueError(f"must be one of {list(allowed)}")
-        return value
-
-    @field_validator("item_id", "brand", "category", "colour", "size")
-    @classmethod
-    def _stripped(cls, value: str | None) -> str | None:
-        return value if value is None else value.strip()
+    def _stripped(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Blank is unknown where a field may be unknown, as in the items table, and an error elsewhere."""
+        value = value if value is None else value.strip()
+        if value == "" and info.field_name in _REQUIRED_TEXT:
+            raise ValueError("must not be blank")
+        return value or None
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()
 
     @property
-    def listed_at(self) -> datetime:
-        """The listing date as the attributes view's time: midnight UTC, as the backfill writes it."""
+    def listed_at(self) -> datetime | None:
+        """The listing date as the attributes view's time: midnight UTC, as the backfill writes it
+        (None when the date is unknown: the item's age is then unknown too)."""
+        if self.listing_date is None:
+            return None
         return datetime(self.listing_date.year, self.listing_date.month, self.listing_date.day, tzinfo=UTC)
+
+    @property
+    def valid_from(self) -> datetime:
+        """When the item's attribute row starts to hold: its listing, or the epoch if unknown."""
+        return self.listed_at or EPOCH
 
     def attributes(self) -> dict:
         """The item attributes view's features (``feature_store.views.ITEM_ATTRIBUTES``)."""

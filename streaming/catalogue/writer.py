@@ -152,7 +152,7 @@ class AttributesWriter:
                 self.unchanged += 1
                 continue
             if not present or at is None:
-                stamp = listing.listed_at  # a new item: valid from its listing, as the backfill has it
+                stamp = listing.valid_from  # a new item: valid from its listing, as the backfill has it
             else:
                 produced = datetime.fromtimestamp(produced_ms / 1000, UTC)
                 stamp = max(produced, at.astimezone(UTC) + timedelta(microseconds=1))

@@ -143,7 +143,8 @@ def customer_history_spec() -> Spec:
         return {
             "customer_bookings_365d": year[:, 0],
             "customer_avg_price_365d": _ratio(year[:, 1], year[:, 0], 100),
-            "customer_avg_retail_365d": _ratio(year[:, 2], year[:, 0]),
+            # Items without a retail price add 0: no known retail at all is null, not 0.
+            "customer_avg_retail_365d": _ratio(year[:, 2], year[:, 0] * (year[:, 2] > 0)),
             "customer_cancellations_365d": year[:, 3],
         }
 

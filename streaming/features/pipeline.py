@@ -34,7 +34,7 @@ class Catalogue:
     are atomic under the GIL; nothing iterates these dicts while the stream runs."""
 
     category: dict[str, str]
-    retail: dict[str, int]  # whole pounds
+    retail: dict[str, int]  # whole pounds; 0 when the catalogue has no retail price for the item
     units: dict[str, int]
     # The items topic's next offset per partition that these dicts include (a live catalogue).
     followed: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
@@ -44,17 +44,20 @@ class Catalogue:
 
     @classmethod
     def from_items(cls, items: pd.DataFrame) -> Catalogue:
+        """From an items table; its optional columns may be absent or blank (retail price:
+        unknown, kept as 0; units: 1), as ``history.tables.OPTIONAL_MEANING`` says."""
         ids = items["item_id"].astype(str).tolist()
-        units = items["units"] if "units" in items else pd.Series(1, index=items.index)
+        units = _column(items, "units", 1)
+        retail = _column(items, "retail_price", 0).astype(float).round()
         return cls(
             category=dict(zip(ids, items["category"].astype(str), strict=True)),
-            retail=dict(zip(ids, items["retail_price"].round().astype(int).tolist(), strict=True)),
+            retail=dict(zip(ids, retail.astype(int).tolist(), strict=True)),
             units=dict(zip(ids, units.astype(int).tolist(), strict=True)),
         )
 
-    def put(self, item_id: str, category: str, retail_price: float, units: int) -> None:
+    def put(self, item_id: str, category: str, retail_price: float | None, units: int) -> None:
         """List or change an item (rounded as ``from_items`` rounds); its category last."""
-        self.retail[item_id] = round(retail_price)
+        self.retail[item_id] = 0 if retail_price is None else round(retail_price)
         self.units[item_id] = int(units)
         self.category[item_id] = category
 
@@ -69,6 +72,13 @@ class Catalogue:
             self._catch_up[0]()
             known = np.fromiter(map(self.category.__contains__, item_ids), bool, n)
         return known
+
+
+def _column(items: pd.DataFrame, name: str, absent) -> pd.Series:
+    """An optional column with its blanks (or the whole column, when absent) as ``absent``."""
+    if name not in items:
+        return pd.Series(absent, index=items.index)
+    return items[name].astype(object).where(items[name].notna(), absent)
 
 
 VIEWS = ("item_popularity", "category_season", "customer_history")

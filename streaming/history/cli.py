@@ -9,6 +9,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from rental.settings import get_settings
@@ -48,7 +49,7 @@ def summary(directory: Annotated[Path | None, typer.Argument(help="Default: <dat
     """What a history holds: sizes, dates, prices, cancellations and each category's season."""
     directory = directory or get_settings().history_dir
     history = load_history(*history_paths(directory))
-    b = history.bookings.merge(history.items[["item_id", "category", "brand_tier"]], on="item_id")
+    b = history.bookings.merge(history.items[["item_id", "category"]], on="item_id")
     console.print(f"[bold]{directory}[/bold]: {len(history.items):,} items, {len(history.customers):,} customers, "
                   f"{len(b):,} bookings from {b.event_time.min():%Y-%m-%d} to {b.event_time.max():%Y-%m-%d}; "
                   f"{b.cancelled_at.notna().mean():.1%} cancelled; price per day median "
@@ -61,7 +62,7 @@ def summary(directory: Annotated[Path | None, typer.Argument(help="Default: <dat
     table.add_column("median £/day", justify="right")
     for category, group in b.groupby("category"):
         counts = month[group.index].value_counts().reindex(range(1, 13), fill_value=0)
-        table.add_row(category, *[f"{c:,}" for c in counts], f"{group.price_per_day.median():.2f}")
+        table.add_row(escape(str(category)), *[f"{c:,}" for c in counts], f"{group.price_per_day.median():.2f}")
     console.print(table)
     if "expected_price_per_day" in b and b["expected_price_per_day"].notna().all():
         floor = (b.price_per_day - b.expected_price_per_day).abs().mean()

@@ -18,7 +18,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streaming.events import MAX_RENTAL_DAYS
-from streaming.history.vocabulary import CONDITIONS, SEGMENTS, TIERS
 
 MAX_REPORTED_PROBLEMS = 20
 
@@ -60,13 +59,14 @@ ITEMS = Table(
     (
         Column("item_id", "string", unique=True),
         Column("brand", "string"),
-        Column("brand_tier", "string", allowed=TIERS),
         Column("category", "string"),
+        # Optional, in the catalogue's own words (absent or blank: unknown, see OPTIONAL_MEANING).
+        Column("brand_tier", "string", required=False, nullable=True),
         Column("colour", "string", required=False, nullable=True),
         Column("size", "string", required=False, nullable=True),
-        Column("retail_price", "float", above=0, maximum=1_000_000),
-        Column("condition", "string", allowed=CONDITIONS),
-        Column("listing_date", "date"),
+        Column("retail_price", "float", required=False, nullable=True, above=0, maximum=1_000_000),
+        Column("condition", "string", required=False, nullable=True),
+        Column("listing_date", "date", required=False, nullable=True),
         Column("units", "int", required=False, minimum=1, maximum=10_000),
     ),
     key="item_id",
@@ -75,7 +75,7 @@ CUSTOMERS = Table(
     "customers",
     (
         Column("customer_id", "string", unique=True),
-        Column("segment", "string", required=False, nullable=True, allowed=SEGMENTS),
+        Column("segment", "string", required=False, nullable=True),
         Column("preferred_category", "string", required=False, nullable=True),
         Column("signup_date", "date", required=False, nullable=True),
     ),
@@ -100,6 +100,39 @@ BOOKINGS = Table(
     key="booking_id",
 )
 TABLES = {t.name: t for t in (ITEMS, CUSTOMERS, BOOKINGS)}
+
+# What an optional column's absence means (the whole column, or a blank value where it may be
+# blank). ``validate`` adds every absent column with this value, so no later step (backfill,
+# live stages, training, serving) meets a missing column; "unknown" is a null the model routes.
+ABSENT_MEANS = {
+    "units": 1,  # one unit of the item to rent
+    "currency": "GBP",
+}
+OPTIONAL_MEANING = {
+    "items.brand_tier": "unknown (null); any words, e.g. the platform's own tiers",
+    "items.colour": "unknown (null)",
+    "items.size": "unknown (null)",
+    "items.retail_price": "unknown (null): a missing model input; a customer's average retail counts only known ones",
+    "items.condition": "unknown (null); any words, e.g. 'like new', 'worn twice'",
+    "items.listing_date": "unknown (null): valid from the epoch, item age unknown",
+    "items.units": "1",
+    "customers.segment": "unknown (null); any words",
+    "customers.preferred_category": "unknown (null)",
+    "customers.signup_date": "unknown (null)",
+    "bookings.currency": "GBP",
+    "bookings.cancelled_at": "never cancelled (null)",
+    "bookings.expected_price_per_day": "unknown (null): no noise floor (only a simulator knows it)",
+    "bookings.recent_bookings_30d": "unknown (null)",
+}
+_NULL_DTYPES = {"string": "string", "int": "Int64", "float": "float64", "date": "object",
+                "timestamp": "datetime64[ns, UTC]"}  # fmt: skip
+
+
+def _absent(column: Column, index: pd.Index) -> pd.Series:
+    """The column an absent optional column stands for (``ABSENT_MEANS``, or nulls)."""
+    if column.name in ABSENT_MEANS:
+        return pd.Series(ABSENT_MEANS[column.name], index=index, dtype=_NULL_DTYPES[column.kind])
+    return pd.Series(None, index=index, dtype=_NULL_DTYPES[column.kind])
 
 
 class TableError(ValueError):
@@ -206,6 +239,8 @@ def validate(frame: pd.DataFrame, table: Table, source: str, line_offset: int = 
         if column.name in frame.columns:
             out[column.name] = _coerce(frame[column.name], column, problems)
             _check_ranges(out, column, problems)
+        else:
+            out[column.name] = _absent(column, frame.index)
     if table is BOOKINGS:
         _check_booking_times(out, problems)
     return out, problems
@@ -218,17 +253,11 @@ def _check_booking_times(bookings: pd.DataFrame, problems: Problems) -> None:
         problems.add(
             np.flatnonzero(early), "rental_start", "before the booking's event_time", bookings["rental_start"][early]
         )
-    if "cancelled_at" in bookings:
-        before = (bookings["cancelled_at"] < bookings["event_time"]).fillna(False).to_numpy(bool)
-        if before.any():
-            problems.add(
-                np.flatnonzero(before),
-                "cancelled_at",
-                "before the booking's event_time",
-                bookings["cancelled_at"][before],
-            )
-    if "currency" not in bookings:
-        bookings["currency"] = "GBP"
+    before = (bookings["cancelled_at"] < bookings["event_time"]).fillna(False).to_numpy(bool)
+    if before.any():
+        problems.add(
+            np.flatnonzero(before), "cancelled_at", "before the booking's event_time", bookings["cancelled_at"][before]
+        )
 
 
 @dataclass
@@ -288,8 +317,6 @@ def load_history(items: Path, customers: Path, bookings: Path, quarantine: bool 
         booking_frame, "customer_id", customer_frame["customer_id"], problems, quarantine, orphans
     )
     item_frame, customer_frame = item_frame.reset_index(drop=True), customer_frame.reset_index(drop=True)
-    if "units" not in item_frame:
-        item_frame["units"] = 1
     rejected = {"items": item_bad, "customers": customer_bad, "bookings": pd.concat([booking_bad, *orphans])}
     return History(
         item_frame,

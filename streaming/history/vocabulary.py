@@ -1,7 +1,7 @@
-"""The words the history tables accept for brand tier, condition and customer segment.
+"""The simulator's words for brand tier, condition and customer segment.
 
-The tables' contract owns its vocabulary; the simulator draws from it, so a user's own files
-and the simulator's output are checked against the same lists.
+The history tables take any words in these columns (a platform's own tiers, its own condition
+grades); these are only what the simulator draws from and prices by.
 """
 
 TIERS = ("high_street", "contemporary", "premium", "designer", "luxury")

@@ -64,13 +64,46 @@ def test_a_bad_booking_row_is_reported_with_its_row_and_column(user_files, colum
 
 
 def test_bad_catalogue_values_and_missing_columns_are_named(user_files):
-    _edit_csv(user_files["items"], 3, "condition", "like new")
-    with pytest.raises(TableError, match=r"items.csv row 3 \(line 4\), column condition: must be one of"):
+    _edit_csv(user_files["items"], 3, "retail_price", "-5")
+    with pytest.raises(TableError, match=r"items.csv row 3 \(line 4\), column retail_price: must be > 0"):
         load_history(user_files["items"], user_files["customers"], user_files["bookings"])
-    frame = pd.read_csv(user_files["items"]).drop(columns=["retail_price"])
+    frame = pd.read_csv(user_files["items"]).drop(columns=["brand", "retail_price"])
     frame.to_csv(user_files["items"], index=False)
-    with pytest.raises(TableError, match=r"items.csv: missing column\(s\) \['retail_price'\]"):
+    with pytest.raises(TableError, match=r"items.csv: missing column\(s\) \['brand'\]"):
         load_history(user_files["items"], user_files["customers"], user_files["bookings"])
+
+
+NASTY = ("Cotton-Jersey, Loose, Summer, Seasonal", "Robe d'été à fleurs / rose 🌸", "x" * 500, "a/b\\c; DROP")
+
+
+def test_the_minimum_catalogue_and_bookings_load_with_every_optional_column_absent(user_files, tmp_path):
+    """item_id, brand, category; bookings without cancelled_at or currency: every absent column
+    is added with what its absence means, so no later step meets a missing column."""
+    items = pd.read_csv(user_files["items"], dtype=str)[["item_id", "brand", "category"]]
+    items["category"] = [NASTY[i % len(NASTY)] for i in range(len(items))]
+    items["brand"] = [f"{NASTY[(i + 1) % len(NASTY)]} {i % 7}" for i in range(len(items))]
+    items.to_csv(user_files["items"], index=False)
+    bookings = pd.read_csv(user_files["bookings"], dtype=str).drop(columns=["cancelled_at", "currency"])
+    bookings.to_csv(user_files["bookings"], index=False)
+    history = load_history(user_files["items"], user_files["customers"], user_files["bookings"])
+    assert set(history.items["category"]) == set(NASTY)
+    assert (history.items["units"] == 1).all() and history.items["retail_price"].isna().all()
+    for column in ("brand_tier", "condition", "listing_date", "colour", "size"):
+        assert history.items[column].isna().all(), column
+    assert history.bookings["cancelled_at"].isna().all() and (history.bookings["currency"] == "GBP").all()
+    write_history(history, tmp_path / "out")
+    again = load_history(*history_paths(tmp_path / "out"))
+    pd.testing.assert_frame_equal(again.items, history.items, check_dtype=False)
+
+
+def test_tier_condition_and_segment_are_the_catalogues_own_words(user_files):
+    _edit_csv(user_files["items"], 3, "condition", "worn twice, like new")
+    _edit_csv(user_files["items"], 4, "brand_tier", "Maison / couture ✨")
+    _edit_csv(user_files["items"], 5, "condition", "")  # blank: unknown
+    history = load_history(user_files["items"], user_files["customers"], user_files["bookings"])
+    assert history.items.loc[2, "condition"] == "worn twice, like new"
+    assert history.items.loc[3, "brand_tier"] == "Maison / couture ✨"
+    assert pd.isna(history.items.loc[4, "condition"])
 
 
 def test_quarantine_sets_bad_rows_aside_with_their_reason_and_keeps_the_rest(user_files, tmp_path):
