@@ -54,11 +54,14 @@ class Settings(BaseSettings):
         default=None, description="client certificate, for brokers that ask for one"
     )
     kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="the broker's certificate must name the host the client dialled"
+    )
     java_bin: str = "java"
     mvn_bin: str = "mvn"
 
     # Redis: when REDIS_URL is set, that server is used and none is started.
-    redis_url_env: str | None = Field(default=None, validation_alias="REDIS_URL")
+    redis_url_env: str | None = Field(default=None, validation_alias="REDIS_URL", repr=False)  # may carry a password
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
     redis_server_bin: str = "redis-server"
@@ -136,7 +139,7 @@ class Settings(BaseSettings):
     history_dir_env: Path | None = Field(default=None, validation_alias="RENTAL_HISTORY_DIR")
 
     # MLflow: SQLite backend and local artifacts unless MLFLOW_TRACKING_URI names a server.
-    mlflow_tracking_uri_env: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
+    mlflow_tracking_uri_env: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI", repr=False)
     registered_model_name: str = "rental-price"
     serving_alias: str = "champion"
 

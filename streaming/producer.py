@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from kafka import KafkaProducer
 from kafka.serializer import Serializer
 
+from rental.connections import kafka_options
 from rental.settings import Settings
 from streaming.events import BookingCancelled, BookingCreated, encode
 
@@ -24,7 +25,7 @@ class ItemKey(Serializer):
 def make_producer(settings: Settings, **overrides) -> KafkaProducer:
     """acks=all so an acknowledged event survives a broker restart; key = item id keeps order."""
     options = dict(
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         acks="all",
         linger_ms=5,
         batch_size=64 * 1024,

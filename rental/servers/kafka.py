@@ -20,7 +20,8 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from rental.servers.lifecycle import LocalServer, Say, ServerFiles, ServiceError, port_in_use, quiet, redact
+from rental.connections import kafka_options, mask_url
+from rental.servers.lifecycle import LocalServer, Say, ServerFiles, ServiceError, port_in_use, quiet
 from rental.servers.topics import admin_client, ensure_topics, project_topics
 from rental.settings import Settings, get_settings
 
@@ -75,22 +76,19 @@ def fetch_jars(s: Settings | None = None, say: Say = quiet) -> Path:
 # ---------------------------------------------------------------------------- the broker
 
 
-def probe(bootstrap_servers: str, timeout_s: float = 20.0) -> None:
-    """Round-trip one message through a probe topic: proves metadata, produce and fetch work."""
-    with admin_client(bootstrap_servers, timeout_s) as admin:
+def probe(settings: Settings, timeout_s: float = 20.0) -> None:
+    """Round-trip one message through a probe topic: proves metadata, produce and fetch work
+    (and, on a secured broker, that the settings' credentials are accepted)."""
+    with admin_client(settings, timeout_s) as admin:
         ensure_topics(admin, {PROBE_TOPIC: (1, 3600 * 1000)}, timeout_s)
     token = uuid.uuid4().hex.encode()
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", bootstrap_timeout_ms=int(timeout_s * 1000)
-    )
+    options = kafka_options(settings) | {"bootstrap_timeout_ms": int(timeout_s * 1000)}
+    producer = KafkaProducer(**options, acks="all")
     try:
         offset = producer.send(PROBE_TOPIC, token).get(timeout=timeout_s).offset
     finally:
         producer.close(timeout=5)
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
-        bootstrap_timeout_ms=int(timeout_s * 1000),
-    )  # fmt: skip
+    consumer = KafkaConsumer(**options, group_id=None, enable_auto_commit=False)
     try:
         tp = TopicPartition(PROBE_TOPIC, 0)
         consumer.assign([tp])
@@ -100,7 +98,7 @@ def probe(bootstrap_servers: str, timeout_s: float = 20.0) -> None:
             for record in consumer.poll(timeout_ms=500).get(tp, []):
                 if record.value == token:
                     return
-        raise ServiceError(f"Kafka at {bootstrap_servers} accepted a probe message but did not return it")
+        raise ServiceError(f"Kafka at {settings.bootstrap_servers} accepted a probe message but did not return it")
     finally:
         consumer.close()
 
@@ -135,7 +133,7 @@ class KafkaServer(LocalServer):
         )
         self.log4j = root / "log4j2.properties"
         self.cluster_id = root / "cluster-id"
-        self.host, self.address, self.is_external = s.kafka_host, redact(s.bootstrap_servers), s.kafka_is_external
+        self.host, self.address, self.is_external = s.kafka_host, mask_url(s.bootstrap_servers), s.kafka_is_external
         self.start_timeout_s, self.stop_timeout_s = s.kafka_start_timeout_s, s.kafka_stop_timeout_s
 
     def ports(self) -> list[tuple[int, str]]:
@@ -256,14 +254,14 @@ rootLogger.appenderRef.file.ref = file
         if not port_in_use(self.s.kafka_host, self.s.kafka_port):
             return "port not open yet"
         try:
-            probe(self.s.bootstrap_servers, timeout_s=min(20.0, max(1.0, budget_s)))
+            probe(self.s, timeout_s=min(20.0, max(1.0, budget_s)))
         except (KafkaError, ServiceError) as exc:
             return str(exc) or repr(exc)
         return None
 
     def provision(self) -> list[str]:
         """The project's topics, created or repaired; also the check of an external broker."""
-        with admin_client(self.s.bootstrap_servers) as admin:
+        with admin_client(self.s) as admin:
             specs, compacted = project_topics(self.s)  # the live catalogue's topic is compacted
             actions = ensure_topics(admin, specs, compacted=compacted)
         kept = [a[3:] for a in actions if a.startswith("ok ")]
@@ -272,7 +270,7 @@ rootLogger.appenderRef.file.ref = file
 
     def external_reachable(self) -> bool:
         try:
-            with admin_client(self.s.bootstrap_servers, timeout_s=3) as admin:
+            with admin_client(self.s, timeout_s=3) as admin:
                 admin.list_topics()
         except (ServiceError, KafkaError):
             return False

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
-from urllib.parse import urlsplit, urlunsplit
+
+from rental.connections import mask_url
 
 
 class ServiceError(RuntimeError):
@@ -46,16 +47,7 @@ def quiet(_: str) -> None:
     pass
 
 
-def redact(address: str) -> str:
-    """``address`` with any password in it shown as ``***``: addresses are printed, secrets are not."""
-    try:
-        parts = urlsplit(address)
-        if parts.password is None:
-            return address
-    except ValueError:  # not a URL (a broker list, say): nothing to hide
-        return address
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+redact = mask_url  # addresses are printed, their passwords are not
 
 
 def read_pid(pid_file: Path) -> int | None:

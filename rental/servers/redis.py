@@ -18,6 +18,7 @@ from pathlib import Path
 
 import redis as redis_py
 
+from rental.connections import ConnectionSettingsError, mask_text, mask_url, redis_client, secrets_of
 from rental.servers.lifecycle import (
     LocalServer,
     Say,
@@ -26,7 +27,6 @@ from rental.servers.lifecycle import (
     pid_alive,
     quiet,
     read_pid,
-    redact,
 )
 from rental.settings import Settings, get_settings
 
@@ -95,18 +95,18 @@ def install(s: Settings | None = None, say: Say = quiet) -> bool:
 # ---------------------------------------------------------------------------- the server
 
 
-def _client(url: str, timeout_s: float = 2.0) -> redis_py.Redis:
-    return redis_py.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-
-
-def ping(url: str, timeout_s: float = 2.0) -> dict:
-    """INFO server of the Redis at ``url``; raises ServiceError if it does not answer."""
+def ping(url: str, timeout_s: float = 2.0, settings: Settings | None = None) -> dict:
+    """INFO server of the Redis at ``url``, reached with the settings' TLS files; raises
+    ServiceError if it does not answer or refuses the credentials."""
+    settings = settings or get_settings()
     try:
-        with _client(url, timeout_s) as client:
+        with redis_client(settings, url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s) as client:
             client.ping()
             return client.info("server")
-    except redis_py.RedisError as exc:
-        raise ServiceError(f"no Redis answers at {redact(url)}: {exc}") from None
+    except (redis_py.RedisError, ConnectionSettingsError) as exc:
+        raise ServiceError(
+            f"no Redis answers at {mask_url(url)}: {mask_text(str(exc), secrets_of(settings))}"
+        ) from None
 
 
 class RedisServer(LocalServer):
@@ -130,7 +130,7 @@ class RedisServer(LocalServer):
             log=root / "logs" / "redis.log",
             stdout=root / "logs" / "redis.out",
         )
-        self.host, self.address, self.is_external = s.redis_host, redact(s.redis_url), s.redis_is_external
+        self.host, self.address, self.is_external = s.redis_host, mask_url(s.redis_url), s.redis_is_external
         self.start_timeout_s, self.stop_timeout_s = s.redis_start_timeout_s, s.redis_stop_timeout_s
 
     @property
@@ -182,7 +182,7 @@ save 3600 1 300 100 60 10000
 
     def not_ready(self, pid: int, budget_s: float) -> str | None:
         try:
-            info = ping(self.s.redis_url, timeout_s=1)
+            info = ping(self.s.redis_url, timeout_s=1, settings=self.s)
         except ServiceError as exc:
             return str(exc)
         if int(info.get("process_id", -1)) == pid:
@@ -190,11 +190,11 @@ save 3600 1 300 100 60 10000
         return f"port answered by another Redis (pid {info.get('process_id')})"
 
     def check_external(self) -> None:
-        ping(self.s.redis_url, timeout_s=5)
+        ping(self.s.redis_url, timeout_s=5, settings=self.s)
 
     def external_reachable(self) -> bool:
         try:
-            ping(self.s.redis_url)
+            ping(self.s.redis_url, settings=self.s)
         except ServiceError:
             return False
         return True

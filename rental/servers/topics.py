@@ -16,6 +16,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from rental.connections import kafka_options
 from rental.servers.lifecycle import ServiceError
 from rental.settings import Settings
 
@@ -23,18 +24,20 @@ TopicSpecs = dict[str, tuple[int, int]]  # name -> (partitions, retention.ms)
 
 
 @contextmanager
-def admin_client(bootstrap_servers: str, timeout_s: float = 10.0) -> Iterator[KafkaAdminClient]:
-    """An admin client that fails fast with a clear message when no broker answers."""
+def admin_client(target: Settings | str, timeout_s: float = 10.0) -> Iterator[KafkaAdminClient]:
+    """An admin client that fails fast with a clear message when no broker answers. ``target``:
+    the settings (their brokers and security) or, for a plaintext broker, a bootstrap list."""
     timeout_ms = int(timeout_s * 1000)
+    options = kafka_options(target) if isinstance(target, Settings) else {"bootstrap_servers": target}
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers,
+            **options,
             client_id="rental-services",
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=max(timeout_ms, 5000),
         )
     except KafkaError as exc:
-        raise ServiceError(f"no Kafka broker answers at {bootstrap_servers}: {exc!r}") from None
+        raise ServiceError(f"no Kafka broker answers at {options['bootstrap_servers']}: {exc!r}") from None
     try:
         yield admin
     finally:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from rental.connections import kafka_options
 from rental.settings import Settings
 from streaming.catalogue.listing import Listing, ListingError, decode_listing
 from streaming.features.pipeline import Catalogue
@@ -35,7 +36,7 @@ NEW_TOPIC_CHECK_S = 5.0  # a topic created after the start is found within this 
 def listing_consumer(settings: Settings, client_id: str) -> KafkaConsumer:
     """A consumer of no group: the items topic is read whole by every reader."""
     return KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **kafka_options(settings),
         enable_auto_commit=False,
         client_id=client_id,
         allow_auto_create_topics=False,  # a missing topic is waited for, never made with broker defaults

@@ -28,6 +28,7 @@ from feast.protos.feast.types.Value_pb2 import Value
 from feast.type_map import feast_value_type_to_python_type
 from kafka import KafkaConsumer, KafkaProducer
 
+from rental.connections import kafka_options
 from rental.settings import Settings
 from streaming.catalogue.listing import Listing, ListingError, decode_listing
 from streaming.consumer.dead_letters import DeadLetters
@@ -83,7 +84,7 @@ class AttributesWriter:
 
     def _consumer(self) -> KafkaConsumer:
         consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **kafka_options(self.settings),
             group_id=catalogue_group(self.settings),
             client_id="catalogue-writer",
             enable_auto_commit=False,

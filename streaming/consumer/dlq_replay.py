@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from rental.connections import kafka_options
 from rental.settings import Settings
 from streaming.consumer.dead_letters import UNKNOWN_ITEM_REASON, original_payload
 from streaming.events import EventError, decode
@@ -79,9 +80,9 @@ def replay(settings: Settings, catalogue: Catalogue, reason: str = UNKNOWN_ITEM_
     """Replay the picked letters up to the DLQ's end offsets now; ``progress(done, total)``."""
     report = ReplayReport()
     group = group_for(settings, reason)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=group, enable_auto_commit=False,
+    consumer = KafkaConsumer(**kafka_options(settings), group_id=group, enable_auto_commit=False,
                              client_id="dlq-replay", fetch_max_bytes=50_000_000)  # fmt: skip
-    producer = None if dry_run else KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+    producer = None if dry_run else KafkaProducer(**kafka_options(settings), acks="all",
                                                   enable_idempotence=True, client_id="dlq-replay")  # fmt: skip
     try:
         parts = [TopicPartition(settings.topic_bookings_dlq, p)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 
+from rental.connections import kafka_options
 from rental.settings import Settings
 from streaming.consumer.stages import Stage
 from streaming.wire.record_blocks import read_blocks
@@ -42,7 +43,7 @@ def join_group(settings: Settings, topic: str, group: str, client_id: str,
     """A stage's consumer in its group, its polls returning each partition's records as columns
     (``record_blocks``); offsets are committed by the stage, after its writes."""
     session_ms = int(settings.stream_session_timeout_s * 1000)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=group, client_id=client_id,
+    consumer = KafkaConsumer(**kafka_options(settings), group_id=group, client_id=client_id,
                              enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=session_ms,
                              heartbeat_interval_ms=session_ms // HEARTBEATS_PER_SESSION,
                              **fetch_options(settings))  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 from kafka import KafkaAdminClient
 from kafka.errors import GroupIdNotFoundError, KafkaError, NonEmptyGroupError
 
+from rental.connections import kafka_options
 from rental.settings import Settings
 from streaming.consumer import checkpoint
 from streaming.consumer.stages import stages as all_stages
@@ -28,7 +29,7 @@ def reset_stages(settings: Settings, names: list[str] | None = None) -> list[str
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; known: {list(defined)}")
     groups = [defined[name].group(settings) for name in (names or list(defined))]
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="features-reset")
+    admin = KafkaAdminClient(**kafka_options(settings), client_id="features-reset")
     try:
         results = admin.delete_groups(groups)  # group -> "OK" or the error's class name
     finally:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 import typer
 from rich.console import Console
 
+from rental.connections import kafka_options
 from rental.settings import Settings
 from streaming.consumer.dead_letters import DeadLetters
 from streaming.consumer.runner import StageRunner
@@ -99,7 +100,7 @@ def run_stage(settings: Settings, name: str, max_seconds: float | None, until_id
     preload()  # before joining the group, so the first poll does not wait (done already when forked)
     writer = OnlineWriter(store, settings)
     # Both bounded: a Redis call by the writer's socket timeout, a Kafka send or flush by these.
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5,
+    producer = KafkaProducer(**kafka_options(settings), acks="all", linger_ms=5,
                              compression_type="lz4", client_id=f"features-{name}-out",
                              **producer_timeouts(settings))  # fmt: skip
     letters = DeadLetters(producer, settings.topic_bookings_dlq, settings.dlq_max_letter_bytes)

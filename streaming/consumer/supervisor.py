@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from rental.connections import kafka_options
 from rental.settings import Settings
 from streaming.consumer.errors import StartRefused
 from streaming.consumer.stages import stages as all_stages
@@ -43,8 +44,8 @@ class GroupLag:
     def __init__(self, settings: Settings, names: list[str]):
         defined = all_stages(settings)
         self.groups = {name: (defined[name].group(settings), defined[name].topic) for name in names}
-        self.admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="features-supervisor")
-        self.offsets = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, client_id="features-supervisor")
+        self.admin = KafkaAdminClient(**kafka_options(settings), client_id="features-supervisor")
+        self.offsets = KafkaConsumer(**kafka_options(settings), client_id="features-supervisor")
 
     def lag(self) -> dict[str, int]:
         """Two requests for all stages (end offsets, then committed offsets): asked twice a

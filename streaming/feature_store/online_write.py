@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 from feast import FeatureStore
 from google.protobuf.timestamp_pb2 import Timestamp
-from redis import Redis
 
+from rental.connections import redis_client
 from rental.settings import Settings
 from streaming.feature_store.proto_columns import CODES, column_matrix, encode_rows, timestamps_us
 from streaming.feature_store.redis_layout import EntityKeys, view_fields
@@ -50,7 +50,7 @@ class OnlineWriter:
     def __init__(self, store: FeatureStore, settings: Settings):
         config = store.config
         timeout_s = settings.stream_redis_timeout_s
-        self.redis = Redis.from_url(settings.redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.redis = redis_client(settings, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         self.views = {}
         for fv in store.list_feature_views():
             ts_field, fields = view_fields(fv, config, [f.name for f in fv.features])

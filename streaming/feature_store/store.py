@@ -7,39 +7,60 @@ move everything at once.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from feast import FeatureService, FeatureStore
 from feast.repo_config import RepoConfig
 
+from rental.connections import mask_url, redis_credentials, redis_tls_options
 from rental.settings import REPO_ROOT, Settings, get_settings
 from streaming.feature_store.views import FEATURE_SERVICE
 
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 
 
-def feast_redis_connection(redis_url: str) -> str:
-    """redis://[:password@]host:port/db -> Feast's "host:port,db=N[,password=...]" form."""
-    url = urlparse(redis_url)
+def _feast_value(value: str) -> str:
+    """A string Feast's parser gives back as it is: it splits its connection string at commas and
+    JSON-decodes each value (a password ``123`` would arrive as an int, ``null`` as no password),
+    so the value goes as a JSON string with its commas escaped."""
+    return json.dumps(value).replace(",", "\\u002c")
+
+
+def feast_redis_connection(settings: Settings, redis_url: str | None = None) -> str:
+    """REDIS_URL (``redis[s]://[user[:password]@]host:port/db``, user and password URL-encoded) and
+    the TLS settings as Feast's "host:port,db=N,ssl=true,username=...,password=..." form, which
+    Feast passes on to redis-py as keyword arguments. The URL's query arguments (redis-py's
+    ``?ssl_cert_reqs=none`` and the like) go along."""
+    redis_url = redis_url or settings.redis_url
+    url = urlsplit(redis_url)
     if url.scheme not in ("redis", "rediss"):
-        raise ValueError(f"REDIS_URL must start with redis:// or rediss://, got {redis_url!r}")
-    parts = [f"{url.hostname or '127.0.0.1'}:{url.port or 6379}", f"db={(url.path or '/0').strip('/') or 0}"]
-    if url.password:
-        parts.append(f"password={url.password}")
+        raise ValueError(f"REDIS_URL must start with redis:// or rediss://, got {mask_url(redis_url)!r}")
+    host = url.hostname or "127.0.0.1"
+    if ":" in host:
+        raise ValueError(f"Feast's Redis connection string cannot name an IPv6 address ({host}): use a host name")
+    parts = [f"{host}:{url.port or 6379}", f"db={(url.path or '/0').strip('/') or 0}"]
+    user, password = redis_credentials(redis_url)
+    if user:
+        parts.append(f"username={_feast_value(user)}")
+    if password is not None:
+        parts.append(f"password={_feast_value(password)}")
     if url.scheme == "rediss":
         parts.append("ssl=true")
+    parts += [f"{arg}={_feast_value(path)}" for arg, path in redis_tls_options(settings, redis_url).items()]
+    parts += [f"{key}={value if ',' not in value else _feast_value(value)}" for key, value in parse_qsl(url.query)]
     return ",".join(parts)
 
 
 def repo_config(settings: Settings) -> RepoConfig:
     raw = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
     raw["registry"]["path"] = str(settings.data_dir / "feast" / "registry.db")
-    raw["online_store"]["connection_string"] = feast_redis_connection(settings.redis_url)
+    raw["online_store"]["connection_string"] = feast_redis_connection(settings)
     return RepoConfig(repo_path=FEATURE_REPO, **raw)
 
 
