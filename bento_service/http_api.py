@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from bento_service.auth import open_http_path
 from bento_service.batching import QuoteBatcher
 from bento_service.pricing import Pricer, QuoteInput, Unavailable
 from bento_service.schemas import BATCH_LIMIT, BatchQuote, BatchRequest, Health, Problem, Quote, QuoteRequest
@@ -114,3 +115,30 @@ def _openapi() -> dict:
 
 
 app.openapi = _openapi
+
+
+def require_tokens() -> None:
+    """Declares the bearer scheme in the schema (when the service has tokens, so the schema says what
+    the running service asks for): schema-driven clients then know to send the token, and a 401
+    answer of every operation that needs it is documented."""
+    build = app.openapi
+
+    def secured() -> dict:
+        schema = build()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http", "scheme": "bearer", "description": "one of RENTAL_SERVE_API_TOKENS",
+        }  # fmt: skip
+        unauthorized = {
+            "description": "no valid API token (`authorization: Bearer <token>`)",
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer`"}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for path, operations in schema["paths"].items():
+            if open_http_path(path):
+                continue
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}]
+                operation.setdefault("responses", {})["401"] = unauthorized
+        return schema
+
+    app.openapi = secured

@@ -7,21 +7,31 @@ BentoML's /readyz follows ``__is_ready__``: a model is loaded and Redis answers.
 per-request metrics and tracing middlewares are off for quotes unless the settings ask for them
 (``RENTAL_SERVE_HTTP_METRICS``, ``RENTAL_SERVE_TRACE_QUOTES``): together they cost a fifth of
 a worker's quotes per second, and the predictions log already has every quote's latency.
+
+Who may call, and over what (``auth.py``), is settled when this module is imported, before
+BentoML starts a worker: a setting that cannot be served safely (tokens missing on a public
+address, a certificate without its key) stops ``bentoml serve`` with the setting's name.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 
 import bentoml
 
 from bento_service import http_api
+from bento_service.auth import BearerAuth, serve_security
 from bento_service.batching import QuoteBatcher
 from bento_service.grpc_server import GrpcServer
 from bento_service.pricing import Pricer
 from rental.settings import get_settings
 
 SETTINGS = get_settings()
+SECURITY = serve_security(SETTINGS)
+if SECURITY.warning:
+    logging.getLogger(__name__).warning(SECURITY.warning)
+TLS = {"ssl": SECURITY.tls.bentoml_ssl()} if SECURITY.tls else {}
 
 
 @bentoml.service(
@@ -32,6 +42,7 @@ SETTINGS = get_settings()
     logging={"access": {"enabled": False}},  # every quote is logged to Kafka instead
     metrics={"enabled": SETTINGS.serve_http_metrics, "namespace": "bentoml_service"},
     tracing={"excluded_urls": None if SETTINGS.serve_trace_quotes else ["/predict", "/predict_batch"]},
+    **TLS,
 )
 @bentoml.asgi_app(http_api.app, path="/")
 class PricingService:
@@ -40,7 +51,7 @@ class PricingService:
         self.pricer.start()
         self.batcher = QuoteBatcher(self.pricer, SETTINGS.serve_merge_items)
         http_api.bind(self.pricer, self.batcher)
-        self.grpc = GrpcServer(self.pricer, self.batcher, SETTINGS)
+        self.grpc = GrpcServer(self.pricer, self.batcher, SETTINGS, SECURITY)
 
     @bentoml.on_startup
     async def start_grpc(self) -> None:
@@ -57,3 +68,8 @@ class PricingService:
 
     def __is_ready__(self) -> bool:
         return self.pricer.ready()
+
+
+if SECURITY.tokens:
+    PricingService.add_asgi_middleware(BearerAuth, check=SECURITY.tokens)
+    http_api.require_tokens()

@@ -188,6 +188,12 @@ class Settings(BaseSettings):
     serve_tls_certfile: Path | None = Field(default=None, description="HTTPS and gRPC over TLS with this certificate")
     serve_tls_keyfile: Path | None = None
     serve_tls_client_ca: Path | None = Field(default=None, description="mutual TLS: clients must show a cert it signed")
+    # The project's own clients of the service (`rental demo quotes`, the benchmarks, the readiness wait).
+    serve_tls_server_ca: Path | None = Field(
+        default=None, description="what the project's clients trust for the service's cert (default: the cert itself)"
+    )
+    serve_client_certfile: Path | None = Field(default=None, description="the project's clients' cert for mutual TLS")
+    serve_client_keyfile: Path | None = None
     serve_http_port: int = Field(default=3000, ge=1, le=65535)
     serve_grpc_port: int = Field(default=50051, ge=1, le=65535)
     serve_workers: int = Field(default=2, ge=1, description="Bento worker processes (one a core), each HTTP and gRPC")
