@@ -37,6 +37,7 @@ from streaming.consumer.forwarding import Outbox
 from streaming.consumer.joining import Membership
 from streaming.consumer.partitions import PartitionState
 from streaming.consumer.stages import Stage
+from streaming.consumer.usage import give_back_memory
 from streaming.consumer.writing import RowWriter
 from streaming.feature_store.offline import STREAM_COMPRESSION, write_rows
 from streaming.feature_store.online_write import OnlineWriter
@@ -131,16 +132,17 @@ class Committer:
                                f"({exc}); nothing of this checkpoint is saved or committed, and a restart resumes "
                                "from the last one") from exc  # fmt: skip
         rows = self.rows.take_offline()
-        saved = [(tp, part.next_offset, part.pipeline.state()) for tp, part in parts.items()
-                 if part.next_offset is not None]  # fmt: skip
+        saved = [(tp, part.next_offset, part.pipeline) for tp, part in parts.items() if part.next_offset is not None]
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset, _ in saved}
         settings, view, group = self.settings, self.stage.view, self.stage.group(self.settings)
 
         def write() -> None:  # the offline rows, then each partition's state with its offset
             if rows is not None:
                 write_rows(settings, view, rows, tag=self.stage.name, compression=STREAM_COMPRESSION)
-            for tp, offset, state in saved:
-                checkpoint.save(settings, group, tp.topic, tp.partition, offset, state)
+            # The state (the seen ids sorted, the windows' arrays) is taken here: in a background
+            # save by the forked child from its snapshot, so the stage never holds a second copy.
+            for tp, offset, pipeline in saved:
+                checkpoint.save(settings, group, tp.topic, tp.partition, offset, pipeline.state())
 
         def then() -> None:
             if offsets and commit:
@@ -148,6 +150,8 @@ class Committer:
 
         if background:
             self.saver.start(write, then)
+            del rows, write  # the child has them; the parent's copy of the rows is given back
+            give_back_memory()
         else:
             self.saver.wait(run_then=commit)  # an earlier checkpoint lands first
             write()

@@ -53,6 +53,7 @@ from streaming.simulator.live import LiveSimulator, stream_live
 from streaming.simulator.replay import history_events
 from streaming.simulator.world import SimulationConfig, World
 from streaming.wire.record_blocks import read_blocks, warm_up
+from tests.benchmarks.process_memory import TreeMemory
 from tests.worlds.stream_world import make_world
 
 stderr = Console(stderr=True)
@@ -140,9 +141,15 @@ def _catch_up(world, env: dict[str, str]) -> dict:
     each stage's saved state in MB (its checkpoint files: window arrays and seen event ids)."""
     stats_file = world.settings.data_dir / f"stats-{env['RENTAL_CONSUMER_GROUP_PREFIX']}.json"
     consumer = world.consumer("--until-idle", "3", "--stats-json", str(stats_file), **env)
-    if consumer.wait(timeout=3600) != 0:
-        raise RuntimeError(f"the consumer failed:\n{world.logs()[-3000:]}")
+    memory = TreeMemory(consumer.pid).start()
+    try:
+        if consumer.wait(timeout=3600) != 0:
+            raise RuntimeError(f"the consumer failed:\n{world.logs()[-3000:]}")
+    finally:
+        memory.stop()
     stats = json.loads(stats_file.read_text())
+    stats["memory"] = memory.by_name({pid: name for name, pid in stats["pids"].items()}, "supervisor")
+    stats["total_pss_mb"] = memory.peak_total_pss
     prefix = env["RENTAL_CONSUMER_GROUP_PREFIX"]
     stats["state_mb"] = {
         stage: sum(f.stat().st_size for f in world.settings.state_dir.glob(f"{prefix}-{stage}/*.state")) / 2**20
@@ -212,6 +219,18 @@ def main(
     peak_rss_mb = max(max(*run["peak_rss_mb"].values(), run["supervisor_peak_rss_mb"]) for run in runs)
     process_peak_rss_mb = {name: round(max(run["peak_rss_mb"][name] for run in runs)) for name in stats["peak_rss_mb"]}
     process_peak_rss_mb["supervisor"] = round(max(run["supervisor_peak_rss_mb"] for run in runs))
+    # Sampled from /proc (tests.benchmarks.process_memory): each process's peak PSS, its fair
+    # share of the pages it shares with the processes it was forked from or forked; the
+    # checkpoint writers' RSS; and the whole consumer's peak, the sum of its processes' PSS.
+    process_peak_pss_mb = {
+        name: round(max(run["memory"].get(name, {"pss": 0})["pss"] for run in runs))
+        for name in sorted({n for run in runs for n in run["memory"]})
+    }
+    writer_peak_rss_mb = {
+        name: round(max(run["memory"].get(name, {"rss": 0})["rss"] for run in runs))
+        for name in sorted({n for run in runs for n in run["memory"] if n.endswith(" writers")})
+    }
+    consumer_peak_total_pss_mb = round(max(run["total_pss_mb"] for run in runs))
 
     slowest = sorted(range(len(latencies)), key=latencies.__getitem__)[-5:]
     stderr.print("slowest probes (probe number: ms): " + ", ".join(f"{i}: {latencies[i]:.0f}" for i in slowest))
@@ -231,6 +250,9 @@ def main(
         "peak_rss_mb": round(peak_rss_mb),
         "process_peak_rss_mb": process_peak_rss_mb,  # each process's largest over the runs
         "stage_peak_rss_mb": {name: round(mb) for name, mb in stats["peak_rss_mb"].items()},  # the median run's
+        "writer_peak_rss_mb": writer_peak_rss_mb,
+        "process_peak_pss_mb": process_peak_pss_mb,
+        "consumer_peak_total_pss_mb": consumer_peak_total_pss_mb,
         "stage_state_mb": {name: round(mb, 1) for name, mb in stats["state_mb"].items()},  # the median run's
         "events": total,
         "items": items,
