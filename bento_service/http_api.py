@@ -16,11 +16,12 @@ import time
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from bento_service.auth import open_http_path
 from bento_service.batching import QuoteBatcher
 from bento_service.pricing import Pricer, QuoteInput, Unavailable
-from bento_service.schemas import BATCH_LIMIT, BatchQuote, BatchRequest, Health, Problem, Quote, QuoteRequest
+from bento_service.schemas import BATCH_LIMIT, BatchQuote, BatchRequest, Health, Problem, Quote, QuoteRequest, utc_today
 
 app = FastAPI(
     title="rental pricing",
@@ -51,6 +52,15 @@ def _json(body: dict, status: int = 200) -> Response:
 
 def _iso(value):
     return value.isoformat()
+
+
+@app.exception_handler(HTTPException)
+async def _refused(_: Request, exc: HTTPException) -> JSONResponse:
+    """FastAPI's own refusals (a body that is not JSON or not UTF-8, an unknown path or method) in
+    the API's one error shape, ``Problem``, with their headers (``Allow``)."""
+    answer = _problem(exc.status_code, str(exc.detail), ["body"] if exc.status_code == 400 else [])
+    answer.headers.update(exc.headers or {})
+    return answer
 
 
 @app.exception_handler(RequestValidationError)
@@ -101,9 +111,15 @@ async def health() -> Response:
     return _json(report, 503 if report["status"] == "unavailable" else 200)
 
 
+_openapi_day = None  # the UTC day the cached schema was built for
+
+
 def _openapi() -> dict:
-    """FastAPI documents a 422 for every body; this API answers 400 instead."""
-    if app.openapi_schema is None:
+    """FastAPI documents a 422 for every body; this API answers 400 instead. Rebuilt each UTC day:
+    the schema states the day's window of rental starts (``schemas.start_pattern``)."""
+    global _openapi_day
+    if app.openapi_schema is None or _openapi_day != utc_today():
+        app.openapi_schema, _openapi_day = None, utc_today()  # the day first: a build past midnight is redone
         schema = FastAPI.openapi(app)
         for path in schema["paths"].values():
             for operation in path.values():

@@ -2,21 +2,84 @@
 
 The gRPC messages (``protos/pricing.proto``) carry the same fields; ``grpc_server`` validates
 them through these same models, so a field is invalid on both protocols for the same reason.
+
+Every rule the API enforces is a JSON Schema keyword of its schema, so a client that follows
+the schema is never refused. The one rule relative to today, the window a rental may start in,
+is a ``pattern`` listing today's window of ISO dates, built per UTC day: the schema states it
+and the validator matches the same expression, so the two cannot disagree.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rental.settings import get_settings
 from streaming.events import MAX_RENTAL_DAYS
 
-MAX_LEAD_DAYS = 730  # a quote is for a rental that starts within two years
+MAX_LEAD_DAYS = 730  # a quote is for a rental that starts from yesterday to two years ahead
 BATCH_LIMIT = get_settings().serve_batch_limit
-Id = Field(min_length=1, max_length=64, pattern=r"^[^\s\x00-\x1f]+$")
+# Ids: 1-64 characters, none of them a control character or whitespace. The classes are spelt out
+# (not ``\s``), because ECMA regexes (the schema's), Rust's (pydantic's) and Python's disagree on ``\s``.
+ID_PATTERN = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]+$"
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def start_window(today: date) -> tuple[date, date]:
+    """The first and last day a rental may start on, asked on ``today`` (UTC)."""
+    return today - timedelta(days=1), today + timedelta(days=MAX_LEAD_DAYS)
+
+
+def _two_digits(low: int, high: int) -> str:
+    """A regex for the zero-padded numbers low..high (1-31), one alternative per tens digit."""
+    parts = []
+    for tens in range(low // 10, high // 10 + 1):
+        first, last = max(low, tens * 10) - tens * 10, min(high, tens * 10 + 9) - tens * 10
+        parts.append(f"{tens}{first}" if first == last else f"{tens}[{first}-{last}]")
+    return parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
+
+
+def _month_end(year: int, month: int) -> int:
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return (following - timedelta(days=1)).day
+
+
+@lru_cache(maxsize=4)
+def start_pattern(today: date) -> str:
+    """A regex matching exactly the ISO dates (YYYY-MM-DD) of ``start_window(today)``: each
+    year's months grouped by the days they allow, so a full year is three alternatives."""
+    first, last = start_window(today)
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    year, month = first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        low = first.day if (year, month) == (first.year, first.month) else 1
+        high = last.day if (year, month) == (last.year, last.month) else _month_end(year, month)
+        groups.setdefault((year, low, high), []).append(month)
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    alternatives = []
+    for (year, low, high), months in groups.items():
+        spelt = [f"{m:02d}" for m in months]
+        alternation = spelt[0] if len(spelt) == 1 else "(?:" + "|".join(spelt) + ")"
+        alternatives.append(f"{year}-{alternation}-{_two_digits(low, high)}")
+    return "^(?:" + "|".join(alternatives) + ")$"
+
+
+def _window_in_schema(schema: dict[str, Any]) -> None:
+    """Called each time the JSON schema is generated: today's window, as the validator has it."""
+    first, last = start_window(utc_today())
+    schema["pattern"] = start_pattern(utc_today())
+    schema["description"] = (
+        f"first day of the rental (YYYY-MM-DD), from yesterday to {MAX_LEAD_DAYS} days ahead (UTC), "
+        f"today {first} to {last}: `pattern` lists exactly those dates and moves on at midnight UTC"
+    )
 
 
 class QuoteRequest(BaseModel):
@@ -24,24 +87,48 @@ class QuoteRequest(BaseModel):
         {"item_id": "item_000042", "customer_id": "cust_0000007", "rental_start": "2026-12-18", "rental_days": 4}
     ]})  # fmt: skip
 
-    item_id: str = Id
-    customer_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[^\s\x00-\x1f]+$")
-    rental_start: date = Field(description="first day of the rental (YYYY-MM-DD), from yesterday to two years ahead")
-    rental_days: StrictInt = Field(ge=1, le=MAX_RENTAL_DAYS)
+    item_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    customer_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=ID_PATTERN)
+    rental_start: date = Field(json_schema_extra=_window_in_schema)
+    rental_days: int = Field(ge=1, le=MAX_RENTAL_DAYS)
 
-    @field_validator("rental_start")
+    @field_validator("rental_start", mode="before")
     @classmethod
-    def _bookable(cls, value: date) -> date:
-        today = datetime.now(UTC).date()
-        if not today - timedelta(days=1) <= value <= today + timedelta(days=MAX_LEAD_DAYS):
-            raise ValueError(f"must be between yesterday and {MAX_LEAD_DAYS} days ahead (today is {today} UTC)")
+    def _bookable(cls, value: Any) -> Any:
+        """The schema's pattern decides for a string (JSON, gRPC); a ``date`` is held to the same window."""
+        today = utc_today()
+        first, last = start_window(today)
+        if isinstance(value, date) and not isinstance(value, datetime):
+            if first <= value <= last:
+                return value
+        elif not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+            raise ValueError("must be a date written YYYY-MM-DD")
+        elif re.fullmatch(start_pattern(today), value):
+            return value
+        else:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a calendar date") from None
+        raise ValueError(f"must be from yesterday to {MAX_LEAD_DAYS} days ahead: {first} to {last} (UTC)")
+
+    @field_validator("rental_days", mode="before")
+    @classmethod
+    def _whole(cls, value: Any) -> Any:
+        """JSON Schema's ``integer`` is any number without a fraction (4.0 is one); text and booleans are not."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be a whole number of days")
         return value
 
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    items: list[QuoteRequest] = Field(min_length=1, max_length=BATCH_LIMIT, description=f"at most {BATCH_LIMIT}")
+    items: list[QuoteRequest] = Field(
+        min_length=1, max_length=BATCH_LIMIT, description=f"1 to {BATCH_LIMIT} items; an empty batch is refused"
+    )
 
 
 class Quote(BaseModel):
