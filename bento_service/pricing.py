@@ -76,6 +76,8 @@ class Pricer:
             raise Unavailable(f"no model is loaded ({self.model.error or 'still loading'})")
         self.requests_priced, self.pricing_calls = self.requests_priced + len(asks), self.pricing_calls + 1
         requests = [r for ask in asks for r in ask.requests]
+        if not requests:  # an empty batch: nothing to read or price
+            return [Priced([], []) for _ in asks]
         items = [r.item_id for r in requests]
         try:
             fetched = self.features.fetch(predictor.feature_service_name, items, [r.customer_id for r in requests])

@@ -18,7 +18,7 @@ from streaming.consumer.checkpoint import save_backfill
 from streaming.events import CANCELLED, CREATED, cancelled_event_id, created_event_id
 from streaming.feature_store.offline import write_rows
 from streaming.features.pipeline import Catalogue, FeaturePipeline
-from streaming.history.tables import History
+from streaming.history.tables import UNKNOWN_LISTING_VALID_FROM, History
 
 FLUSH_EVERY = 200_000
 CHUNK = 20_000  # events per call of the window kernels (and per step of the progress bar)
@@ -62,13 +62,12 @@ def timeline(bookings: pd.DataFrame) -> pd.DataFrame:
 
 
 def static_rows(history: History) -> dict[str, pd.DataFrame]:
-    """Item and customer attributes, valid from listing (items; the epoch when the listing date
-    is unknown, with ``listed_at`` null) or from the epoch (customers)."""
-    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    """Item and customer attributes, valid from listing (items; ``UNKNOWN_LISTING_VALID_FROM``
+    when the listing date is unknown, with ``listed_at`` null) or from the epoch (customers)."""
     listed = pd.to_datetime(history.items["listing_date"]).dt.tz_localize("UTC")
     items = history.items.assign(item_category=history.items["category"], listed_at=listed,
-                                 event_timestamp=listed.fillna(epoch))  # fmt: skip
-    customers = history.customers.assign(event_timestamp=epoch)  # known all along
+                                 event_timestamp=listed.fillna(pd.Timestamp(UNKNOWN_LISTING_VALID_FROM)))  # fmt: skip
+    customers = history.customers.assign(event_timestamp=pd.Timestamp("1970-01-01", tz="UTC"))  # known all along
     return {"item_attributes": items, "customer_attributes": customers}
 
 

@@ -73,6 +73,13 @@ def train(
         if f"{prefix}mae" in m:
             table.add_row(name, f"{m[f'{prefix}mae']:.3f}", f"{m[f'{prefix}mape']:.1%}", f"{m[f'{prefix}rmsle']:.4f}")
     console.print(table)
+    if "attributes_only_mae" in m:
+        beats = m["attributes_only_mae"] < m["attributes_only_brand_median_mae"]
+        console.print(
+            f"attributes only vs brand median ({m['attributes_only_items_held_out']:,.0f} held-out items): "
+            f"MAE {m['attributes_only_mae']:.3f} against {m['attributes_only_brand_median_mae']:.3f} "
+            + ("[green]beats the brand median[/green]" if beats else "[red]does not beat the brand median[/red]")
+        )
     verdict = "[green]promoted to champion[/green]" if result.decision.promote else "[yellow]not promoted[/yellow]"
     console.print(f"version {result.version}: {verdict}")
     for reason in result.decision.reasons:

@@ -23,6 +23,8 @@ GROUP = ["brand_tier", "item_category"]
 
 def metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
+    if len(actual) == 0:  # no rows: no error to speak of, not a warning and a mean of nothing
+        return {"mae": float("nan"), "mape": float("nan"), "rmsle": float("nan")}
     return {
         "mae": float(np.mean(np.abs(predicted - actual))),
         "mape": float(np.mean(np.abs(predicted - actual) / actual)),
@@ -35,9 +37,14 @@ def global_median(train: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
 
 
 def group_median(train: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    """The median of the row's brand tier and category; of its category where the tier is
+    unknown (a catalogue without tiers); the global median for a group training never saw."""
     medians = train.groupby(GROUP, observed=True)[LABEL].median().rename("_median")
     got = rows[GROUP].merge(medians, left_on=GROUP, right_index=True, how="left")["_median"]
-    return got.fillna(train[LABEL].median()).to_numpy(float)
+    by_category = rows[GROUP[1]].astype(object).map(train.groupby(GROUP[1], observed=True)[LABEL].median())
+    got = got.to_numpy(float)
+    got = np.where(np.isnan(got), pd.to_numeric(by_category, errors="coerce").to_numpy(float), got)
+    return np.where(np.isnan(got), float(train[LABEL].median()), got)
 
 
 def linear(train: pd.DataFrame, rows: pd.DataFrame, spec: ModelSpec) -> np.ndarray:

@@ -18,6 +18,7 @@ import xgboost as xgb
 
 from rental.settings import Settings
 from training.dataset import TrainingDataError, TrainingSet
+from training.encoding import out_of_fold
 from training.predictor.spec import ModelSpec, build_spec
 
 # Demand raises the price: more bookings and more revenue recently never lower a quote. Without
@@ -93,12 +94,18 @@ class Fitted:
 
 def fit(data: TrainingSet, split: Split, settings: Settings, progress: Callable[[int], None] | None = None) -> Fitted:
     frame = data.frame
+    y = np.log(frame["price_per_day"].to_numpy(float))  # the target ``ModelSpec`` declares ("log")
+    train = frame[split.train]
     spec = build_spec(
-        data.service.name, data.service.feature_refs, list(data.service.categorical), frame[split.train],
+        data.service.name, data.service.feature_refs, list(data.service.categorical), train,
         max_levels=settings.train_max_category_levels, excluded=tuple(settings.train_excluded_features),
+        target=y[split.train], groups=train["item_id"],
     )  # fmt: skip
     x = spec.matrix(frame)
-    y = spec.from_price(frame["price_per_day"].to_numpy(float))
+    rows = np.flatnonzero(split.train)
+    for j, name in enumerate(spec.inputs):  # training rows never read their own price (encoding.py)
+        if name in spec.encodings:
+            x[rows, j] = out_of_fold(train[name], y[split.train], train["item_id"])
     names, types = list(spec.inputs), spec.feature_types
 
     def dmatrix(mask):

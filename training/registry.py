@@ -26,17 +26,23 @@ from training.pyfunc import PriceModel
 def input_example(rows: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     """A few complete rows as the service receives them: Feast's features and the request; times
     are naive UTC, as MLflow's schema enforcement requires (the predictor reads naive as UTC)."""
-    example = rows[spec.feature_names + list(REQUEST_INPUTS)].dropna().head(3).copy()
+    # The most complete rows: a catalogue may leave a column empty on every row (no retail
+    # price), and zero example rows once made the predictor's C call fail.
+    columns = rows[spec.feature_names + list(REQUEST_INPUTS)]
+    order = np.argsort(columns.isna().sum(axis=1).to_numpy(), kind="stable")
+    example = columns.iloc[order[:3]].copy()
+    # A feature none of them has is left out: the predictor reads an absent feature as missing.
+    example = example.drop(columns=[c for c in spec.feature_names if example[c].isna().all()])
     example["rental_start"] = pd.to_datetime(example["rental_start"]).dt.strftime("%Y-%m-%d")
     for column in example.columns:
-        if isinstance(example[column].dtype, pd.CategoricalDtype | pd.ArrowDtype):
-            example[column] = example[column].astype(str)
-        elif isinstance(example[column].dtype, pd.DatetimeTZDtype):  # MLflow schemas hold naive times (UTC here)
-            example[column] = example[column].dt.tz_convert("UTC").dt.tz_localize(None)
-        elif isinstance(example[column].dtype, pd.Int64Dtype):
-            example[column] = example[column].astype("int64")
-        elif example[column].dtype == object:
-            example[column] = example[column].astype(str)
+        values = example[column]
+        if isinstance(values.dtype, pd.CategoricalDtype | pd.ArrowDtype) or values.dtype == object:
+            example[column] = values.astype(object).where(values.notna(), None)
+            example[column] = example[column].map(lambda v: v if v is None else str(v))
+        elif isinstance(values.dtype, pd.DatetimeTZDtype):  # MLflow schemas hold naive times (UTC here)
+            example[column] = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        elif isinstance(values.dtype, pd.Int64Dtype):
+            example[column] = values.astype("float64" if values.isna().any() else "int64")
     return example.reset_index(drop=True)
 
 

@@ -17,10 +17,12 @@ import pandas as pd
 
 from rental.settings import Settings
 from training import evaluate, plots
+from training.attributes import evaluate_attributes
 from training.dataset import LABEL, TrainingSet, build_training_set
 from training.fit import Fitted, fit, predict_price, time_split
 from training.gate import GateDecision
 from training.registry import gate_and_promote, log_and_register
+from training.safe_names import metric_safe
 from training.tracking import code_version, use_tracking
 
 Step = Callable[[str], None]  # told the name of each stage as it starts
@@ -72,10 +74,9 @@ def _log_plots(fitted: Fitted, valid: pd.DataFrame, ev: Evaluation) -> None:
         mlflow.log_artifacts(tmp, "plots")
         by_category.to_csv(out / "mae_by_category.csv")
         mlflow.log_artifact(str(out / "mae_by_category.csv"), "evaluation")
-    for category, row in by_category.iterrows():
-        mlflow.log_metrics(
-            {f"mae_{category}": row["model"], f"mae_{category}_{ev.best_baseline[0]}": row[ev.best_baseline[0]]}
-        )
+    for category, row in by_category.iterrows():  # a category is the catalogue's text: made safe first
+        name = metric_safe(str(category))
+        mlflow.log_metrics({f"mae_{name}": row["model"], f"mae_{name}_{ev.best_baseline[0]}": row[ev.best_baseline[0]]})
 
 
 def _log_run_inputs(data: TrainingSet, fitted: Fitted, split, settings: Settings) -> None:
@@ -113,6 +114,9 @@ def run_training(settings: Settings, engine: str | None = None, step: Step = lam
     step("baselines and evaluation")
     train, valid = data.frame[split.train], data.frame[split.valid]
     ev = evaluation(fitted, train, valid)
+    step("attributes only against the brand median (held-out items)")
+    ev.metrics |= evaluate_attributes(data.frame, settings.train_max_category_levels, settings.seed,
+                                      settings.train_nthread)  # fmt: skip
     timings["train_s"] = time.perf_counter() - started
     timings["train_cpu_s"] = time.process_time() - cpu  # of all threads: wall x 2 at best on 2 cores
 

@@ -14,10 +14,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from streaming.events import describe_validation_error
+from streaming.history.tables import UNKNOWN_LISTING_VALID_FROM
 
 SCHEMA_VERSION = 1
 _REQUIRED_TEXT = ("item_id", "brand", "category")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # an item with no listing date is valid from here, as the backfill has it
 
 
 class ListingError(ValueError):
@@ -62,8 +62,8 @@ class Listing(BaseModel):
 
     @property
     def valid_from(self) -> datetime:
-        """When the item's attribute row starts to hold: its listing, or the epoch if unknown."""
-        return self.listed_at or EPOCH
+        """When the item's attribute row starts to hold: its listing, or a fixed early day if unknown."""
+        return self.listed_at or UNKNOWN_LISTING_VALID_FROM
 
     def attributes(self) -> dict:
         """The item attributes view's features (``feature_store.views.ITEM_ATTRIBUTES``)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,9 @@ OPTIONAL_MEANING = {
     "bookings.expected_price_per_day": "unknown (null): no noise floor (only a simulator knows it)",
     "bookings.recent_bookings_30d": "unknown (null)",
 }
+# An item whose listing date is unknown: its attributes hold from here (not the epoch itself,
+# which Feast's online store answers for a key it does not have).
+UNKNOWN_LISTING_VALID_FROM = datetime(1970, 1, 2, tzinfo=UTC)
 _NULL_DTYPES = {"string": "string", "int": "Int64", "float": "float64", "date": "object",
                 "timestamp": "datetime64[ns, UTC]"}  # fmt: skip
 

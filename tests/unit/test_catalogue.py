@@ -109,7 +109,7 @@ def test_a_listing_needs_only_id_brand_and_category_in_the_platforms_own_words()
     minimal = {"item_id": "i9", "brand": "Rosé & Co, London 🌹", "category": "Cotton-Jersey, Loose, Summer"}
     listing = decode_listing(b"i9", json.dumps(minimal | {"condition": "worn twice", "colour": " "}).encode())
     assert listing.condition == "worn twice" and listing.colour is None and listing.units == 1
-    assert listing.listed_at is None and listing.valid_from == datetime(1970, 1, 1, tzinfo=UTC)
+    assert listing.listed_at is None and listing.valid_from == datetime(1970, 1, 2, tzinfo=UTC)
     assert listing.attributes()["retail_price"] is None
     catalogue = Catalogue({}, {}, {})
     catalogue.put(listing.item_id, listing.category, listing.retail_price, listing.units)

@@ -33,3 +33,22 @@ def test_margins_equal_inplace_predict_bit_for_bit_with_missing_values(booster):
 def test_rows_of_the_wrong_width_are_refused(booster):
     with pytest.raises(ValueError, match=r"\(n, 6\)"):
         DensePredictor(booster)(np.zeros((2, 5), dtype=np.float32))
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2, 33, 250_000])
+def test_every_batch_size_from_zero_rows_matches_xgboost(booster, rows):
+    """Zero rows give an empty answer as ``inplace_predict`` does (a null data pointer made the C
+    call fail); one row, the quote path's edge, and a batch far larger than a quote's."""
+    rng = np.random.default_rng(rows)
+    x = rng.normal(size=(rows, 6)).astype(np.float32)
+    x[:, 5] = rng.integers(0, 7, size=rows)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    got, expected = DensePredictor(booster)(x), booster.inplace_predict(x)
+    assert got.shape == expected.shape == (rows,) and got.dtype == expected.dtype
+    assert np.array_equal(got, expected)
+
+
+def test_all_missing_rows_take_every_default_branch_as_xgboost_does(booster):
+    x = np.full((3, 6), np.nan, dtype=np.float32)
+    assert np.array_equal(DensePredictor(booster)(x), booster.inplace_predict(x))
+    assert len(set(DensePredictor(booster)(x).tolist())) == 1

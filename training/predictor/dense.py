@@ -35,6 +35,8 @@ class DensePredictor:
         rows = np.ascontiguousarray(rows, dtype=np.float32)
         if rows.ndim != 2 or rows.shape[1] != self.features:
             raise ValueError(f"rows must be (n, {self.features}), got {rows.shape}")
+        if rows.shape[0] == 0:  # XGBoost's C function refuses a null data pointer; inplace_predict answers (0,)
+            return np.empty(0, dtype=np.float32)
         interface = (f'{{"data": [{rows.ctypes.data}, true], "strides": null, "typestr": "<f4", '
                      f'"shape": [{rows.shape[0]}, {rows.shape[1]}], "version": 3}}').encode()  # fmt: skip
         shape, dims, out = ctypes.POINTER(_ULONG)(), _ULONG(), ctypes.POINTER(ctypes.c_float)()

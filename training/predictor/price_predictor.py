@@ -102,5 +102,7 @@ def _columns(rows) -> Mapping:
     if isinstance(rows, Mapping) or hasattr(rows, "columns"):
         return rows
     rows = list(rows)
+    if not rows:  # no rows: no prices, as for columns of length zero
+        return {key: [] for key in REQUEST_INPUTS}
     keys = {k for row in rows for k in row}
     return {k: [row.get(k) for row in rows] for k in keys}

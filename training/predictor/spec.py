@@ -30,6 +30,10 @@ class ModelSpec:
     inputs: tuple[str, ...]  # the booster's columns, in order
     levels: dict[str, tuple[str, ...]] = field(default_factory=dict)  # categorical input -> its levels
     target: str = "log"
+    # Target-encoded inputs (too many values for categorical splits: brand): value -> number,
+    # and the number an unseen value reads (``training/encoding.py``).
+    encodings: dict[str, dict[str, float]] = field(default_factory=dict)
+    priors: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.target not in TARGETS:
@@ -62,6 +66,8 @@ class ModelSpec:
                 out[:, j] = derived[name]
             elif name in self._codes:
                 out[:, j] = self._encode(name, columns[name], n)
+            elif name in self.encodings:
+                out[:, j] = self._target_encode(name, columns[name])
             else:
                 out[:, j] = _numbers(columns[name])
         return out
@@ -76,6 +82,13 @@ class ModelSpec:
         codes = pd.Categorical(values, categories=list(self.levels[name])).codes.astype(np.float32)
         codes[codes < 0] = np.nan
         return codes
+
+    def _target_encode(self, name: str, values) -> np.ndarray:
+        """The training split's number for each value; unseen: the prior; missing: NaN."""
+        get, prior = self.encodings[name].get, self.priors[name]
+        if isinstance(values, pd.Series):
+            values = values.astype(object).tolist()
+        return np.array([np.nan if v is None or v != v else get(str(v), prior) for v in values], dtype=np.float32)
 
     def to_price(self, raw: np.ndarray) -> np.ndarray:
         return np.exp(raw)
@@ -92,7 +105,7 @@ class ModelSpec:
         raw["feast_features"] = tuple(raw["feast_features"])
         raw["inputs"] = tuple(raw["inputs"])
         raw["levels"] = {k: tuple(v) for k, v in raw["levels"].items()}
-        return cls(**raw)
+        return cls(**raw)  # a spec saved before ``encodings`` existed has none
 
 
 def _row(columns: Mapping, k: int) -> dict:
@@ -120,19 +133,30 @@ def build_spec(
     frame: pd.DataFrame,
     max_levels: int,
     excluded: tuple[str, ...] = (),
+    target: np.ndarray | None = None,
+    groups=None,
 ) -> ModelSpec:
     """The spec for a feature service's features: timestamps become ages (request features),
     strings become categoricals with the levels seen in ``frame`` (the training rows). A string
-    with more than ``max_levels`` values (brand: one per 40 items) is an identifier, not a
-    category: it is left out, as its price signal comes through brand_tier, and XGBoost's
-    partition splits over hundreds of levels cost ten times the training time and overfit."""
+    with more than ``max_levels`` values (brand: thousands in a real catalogue, most with a few
+    items) is target-encoded from ``target`` (the training rows' model target, grouped by
+    ``groups``, the item ids): XGBoost's partition splits over that many levels cost ten times
+    the training time and overfit. Without a target such a string is left out."""
+    from training.encoding import fit_encoding  # training only: serving reads the spec's numbers
+
     names = [ref.split(":", 1)[1] for ref in feast_features]
     categorical = [c for c in categorical if c not in excluded]
     levels = {c: tuple(sorted(frame[c].dropna().astype(str).unique())) for c in categorical}
-    wide = {c for c, lv in levels.items() if len(lv) > max_levels} | set(excluded)
-    inputs = [n for n in names if n not in rf.TIME_FEATURES and n not in wide] + [
-        n for n in rf.NAMES if n not in names and n not in wide
+    wide = {c for c, lv in levels.items() if len(lv) > max_levels}
+    encodings, priors = {}, {}
+    if target is not None:
+        for c in sorted(wide):
+            encodings[c], priors[c] = fit_encoding(frame[c], target, groups)
+    dropped = (wide - set(encodings)) | set(excluded)
+    inputs = [n for n in names if n not in rf.TIME_FEATURES and n not in dropped] + [
+        n for n in rf.NAMES if n not in names and n not in dropped
     ]
     return ModelSpec(
-        feature_service, tuple(feast_features), tuple(inputs), {c: lv for c, lv in levels.items() if c not in wide}
-    )
+        feature_service, tuple(feast_features), tuple(inputs), {c: lv for c, lv in levels.items() if c not in wide},
+        encodings=encodings, priors=priors,
+    )  # fmt: skip
