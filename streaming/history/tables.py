@@ -113,7 +113,7 @@ OPTIONAL_MEANING = {
     "items.brand_tier": "unknown (null); any words, e.g. the platform's own tiers",
     "items.colour": "unknown (null)",
     "items.size": "unknown (null)",
-    "items.retail_price": "unknown (null): a missing model input; a customer's average retail counts only known ones",
+    "items.retail_price": "unknown (null): a missing model input; 0 in a customer's average retail",
     "items.condition": "unknown (null); any words, e.g. 'like new', 'worn twice'",
     "items.listing_date": "unknown (null): valid from the epoch, item age unknown",
     "items.units": "1",
