@@ -28,9 +28,6 @@ def quotes(
     spike: Annotated[float, typer.Option(help="Extra bookings per second of the watched item.")] = 1.0,
 ) -> None:
     """Quote one item over HTTP and gRPC while its bookings stream in, and watch the price move."""
-    import grpc
-    import httpx
-
     from bento_service.protos import pricing_pb2, pricing_pb2_grpc
     from rental.demo.stream import start_consumer, stop_consumer, stream_with_spike, watched_item
     from rental.servers import pricing as pricing_server
@@ -53,13 +50,13 @@ def quotes(
     table = Table(title=f"quotes for {item_id} ({request['rental_days']} days from {start}) as its bookings stream in")
     for column in ("t (s)", "bookings 7d", "30d", "HTTP £/day", "gRPC £/day", "features as of", "model"):
         table.add_column(column, justify="right")
-    http = httpx.Client(base_url=bento.http, timeout=10)
-    stub = pricing_pb2_grpc.PricingServiceStub(grpc.insecure_channel(bento.grpc_address))
+    http = bento.http_client(timeout=10)  # HTTPS and the API token when the settings ask for them
+    stub = pricing_pb2_grpc.PricingServiceStub(bento.grpc_channel())
     agreed: list[bool] = []
 
     def row(elapsed: float) -> None:
         quote = http.post("/predict", json=request).json()
-        over_grpc = stub.Predict(pricing_pb2.PredictRequest(**request))
+        over_grpc = stub.Predict(pricing_pb2.PredictRequest(**request), metadata=bento.metadata)
         agreed.append(round(quote["price_per_day"], 2) == round(over_grpc.price_per_day, 2))
         counts = store.get_online_features(features=popularity, entity_rows=[{"item_id": item_id}]).to_dict()
         table.add_row(f"{elapsed:.0f}", str(counts["bookings_7d"][0]), str(counts["bookings_30d"][0]),

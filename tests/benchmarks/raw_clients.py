@@ -7,23 +7,29 @@ enough HTTP/2 for unary gRPC calls: the connection preface, SETTINGS and PING ac
 flow-control windows, one HEADERS and one DATA frame a call (HPACK literals, no dynamic table),
 and it reads frames until its stream ends. Responses are checked, not decoded: a unary call
 that succeeded carries exactly one message before its trailers.
+
+A service with API tokens gets ``authorization: Bearer <token>`` in every pre-encoded request;
+one with TLS gets the same bytes over a TLS socket (ALPN ``h2`` for gRPC), from the
+``ssl.SSLContext`` the caller gives (``rental.servers.pricing.ClientTLS``).
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0x0, 0x1, 0x3, 0x4, 0x6, 0x7, 0x8
 END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 BIG_WINDOW = 2**31 - 1
+AUTHORIZATION = 23  # HPACK static table: authorization
 
 
-def _connect(address: tuple[str, int]) -> socket.socket:
+def _connect(address: tuple[str, int], tls: ssl.SSLContext | None = None) -> socket.socket:
     sock = socket.create_connection(address, timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+    return sock if tls is None else tls.wrap_socket(sock, server_hostname=address[0])
 
 
 class RawHttp:
@@ -31,13 +37,14 @@ class RawHttp:
     connection the server closed while idle (keep-alive timeout) is reopened and the request sent
     again."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, token: str | None = None, tls: ssl.SSLContext | None = None):
         host, port = address.rsplit(":", 1)
-        self.host, self.address = f"{host}:{port}", (host, int(port))
-        self.sock = _connect(self.address)
+        self.host, self.address, self.tls = f"{host}:{port}", (host, int(port)), tls
+        self.auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        self.sock = _connect(self.address, tls)
 
     def request(self, path: str, body: bytes) -> bytes:
-        return (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+        return (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n{self.auth}"
                 f"Content-Length: {len(body)}\r\n\r\n").encode() + body  # fmt: skip
 
     def send(self, raw: bytes) -> int:
@@ -45,7 +52,7 @@ class RawHttp:
             return self._exchange(raw)
         except ConnectionError:
             self.sock.close()
-            self.sock = _connect(self.address)
+            self.sock = _connect(self.address, self.tls)
             return self._exchange(raw)
 
     def _recv(self) -> bytes:
@@ -71,13 +78,22 @@ def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big") + payload
 
 
+def _integer(value: int, prefix_bits: int) -> bytes:
+    """An HPACK integer (RFC 7541 5.1) with the first byte's flag bits zero."""
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes((value,))
+    out, value = [limit], value - limit
+    while value >= 128:
+        out.append(value % 128 + 128)
+        value //= 128
+    return bytes((*out, value))
+
+
 def _literal(name_index: int, value: str) -> bytes:
     """HPACK "literal header field without indexing, indexed name" (RFC 7541 6.2.2), no Huffman."""
     raw = value.encode()
-    if len(raw) > 126:
-        raise ValueError(f"header value too long for this client: {value!r}")
-    head = bytes((name_index,)) if name_index < 15 else bytes((0x0F, name_index - 15))
-    return head + bytes((len(raw),)) + raw
+    return _integer(name_index, 4) + _integer(len(raw), 7) + raw
 
 
 def _literal_new(name: str, value: str) -> bytes:
@@ -87,10 +103,13 @@ def _literal_new(name: str, value: str) -> bytes:
 class RawGrpc:
     """Unary gRPC calls over one HTTP/2 connection, one call at a time."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, token: str | None = None, tls: ssl.SSLContext | None = None):
         host, port = address.rsplit(":", 1)
-        self.authority, self.address = f"{host}:{port}", (host, int(port))
-        self.sock = _connect(self.address)
+        self.authority, self.address, self.tls = f"{host}:{port}", (host, int(port)), tls is not None
+        self.auth = _literal(AUTHORIZATION, f"Bearer {token}") if token else b""
+        if tls is not None:
+            tls.set_alpn_protocols(["h2"])
+        self.sock = _connect(self.address, tls)
         self.buffer = b""
         self.stream = 1
         self.send_window = 65_535  # the connection's, grown by the server's WINDOW_UPDATEs
@@ -100,9 +119,9 @@ class RawGrpc:
 
     def request(self, method: str, message: bytes) -> tuple[bytes, bytes]:
         """A call's pre-encoded HPACK block and length-prefixed message, for ``send``."""
-        block = (b"\x83\x86"  # :method POST, :scheme http (static table 3 and 6)
+        block = (b"\x83" + (b"\x87" if self.tls else b"\x86")  # :method POST, :scheme https or http
                  + _literal(4, method) + _literal(1, self.authority)  # :path, :authority
-                 + _literal(31, "application/grpc") + _literal_new("te", "trailers"))  # fmt: skip
+                 + _literal(31, "application/grpc") + _literal_new("te", "trailers") + self.auth)  # fmt: skip
         return block, b"\x00" + len(message).to_bytes(4, "big") + message
 
     def send(self, raw: tuple[bytes, bytes]) -> bytes:

@@ -14,6 +14,8 @@ HTTP and gRPC are driven by minimal raw clients (``raw_clients``: pre-encoded re
 kept-alive connection), so the client's own cost stays small and alike for both protocols, the
 Bento and ``feast serve``. grpcio's own stub is measured beside them (``grpc_stub_*``): it adds
 about 0.3 ms of client CPU a call, which is the client's, not the service's.
+``RENTAL_SERVE_*`` settings of this environment reach the Bento, so with API tokens or TLS set
+every client sends the first token and speaks TLS, and the figures include their cost.
 Prints ONE JSON line on stdout; progress goes to stderr.
 """
 
@@ -28,9 +30,9 @@ import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
-import grpc
 import numpy as np
 import psutil
 import redis as redis_py
@@ -115,12 +117,14 @@ def _wait_http(address: str, path: str, body: bytes, timeout_s: float = 120) -> 
     raise RuntimeError(f"{address}{path} did not answer 200 within {timeout_s:.0f} s")
 
 
-def _throughput(address: str, raws: list[bytes], clients: int, seconds: float) -> float:
+def _throughput(connect, raws: list[bytes], clients: int, seconds: float) -> float:
+    """Quotes a second of ``clients`` connections made by ``connect()``, each sending as fast as
+    it is answered."""
     done = [0] * clients
     stop_at = time.perf_counter() + seconds
 
     def run(i: int) -> None:
-        client, n = RawHttp(address), 0
+        client, n = connect(), 0
         while time.perf_counter() < stop_at:
             client.send(raws[n % len(raws)])
             n += 1
@@ -166,8 +170,9 @@ def main(
     feast_port = pricing_server.free_port()
     feast = _feast_serve(settings, feast_port, workdir / "feast.log")
     try:
-        bento_addr, feast_addr = bento.http.removeprefix("http://"), f"127.0.0.1:{feast_port}"
-        http, fs = RawHttp(bento_addr), None
+        bento_addr, feast_addr = bento.http.split("://", 1)[1], f"127.0.0.1:{feast_port}"
+        tls = bento.tls.ssl_context if bento.tls else lambda: None  # one context a connection: ALPN differs
+        http, fs = RawHttp(bento_addr, bento.token, tls()), None
         quote_raw = [http.request("/predict", json.dumps(r).encode()) for r in requests]
         feast_bodies = [json.dumps({"feature_service": "rental_price_v1", "entities": {
             "item_id": [r["item_id"]], "customer_id": [r["customer_id"]], "category": [category[r["item_id"]]]}}).encode()
@@ -175,15 +180,16 @@ def main(
         _wait_http(feast_addr, "/get-online-features", feast_bodies[0])
         fs = RawHttp(feast_addr)
         feast_raw = [fs.request("/get-online-features", b) for b in feast_bodies]
-        stub = pricing_pb2_grpc.PricingServiceStub(grpc.insecure_channel(bento.grpc_address))
+        stub = pricing_pb2_grpc.PricingServiceStub(bento.grpc_channel())
+        by_stub = partial(stub.Predict, metadata=bento.metadata) if bento.token else stub.Predict
         grpc_msgs = [pricing_pb2.PredictRequest(**r) for r in requests]
-        raw_grpc = RawGrpc(bento.grpc_address)
+        raw_grpc = RawGrpc(bento.grpc_address, bento.token, tls())
         predict = f"/{pricing_pb2.DESCRIPTOR.services_by_name['PricingService'].full_name}/Predict"
         grpc_raw = [raw_grpc.request(predict, m.SerializeToString()) for m in grpc_msgs]
         for i in range(len(requests)):  # warm: every item's category known, connections open
             assert http.send(quote_raw[i]) == 200 and fs.send(feast_raw[i]) == 200
-            by_stub, by_raw = stub.Predict(grpc_msgs[i]), pricing_pb2.Quote.FromString(raw_grpc.send(grpc_raw[i]))
-            assert by_stub.price_per_day == by_raw.price_per_day > 0, (by_stub, by_raw)
+            stubbed, by_raw = by_stub(grpc_msgs[i]), pricing_pb2.Quote.FromString(raw_grpc.send(grpc_raw[i]))
+            assert stubbed.price_per_day == by_raw.price_per_day > 0, (stubbed, by_raw)
 
         stderr.print(
             f"steady {RATE:.0f}/s: HTTP, gRPC (raw and stub) and feast serve in interleaved rounds "
@@ -196,11 +202,11 @@ def main(
             offset = (offset + per_round) % (len(requests) - per_round)
             lat["http"] += _paced(http.send, [quote_raw[i] for i in chunk], RATE)
             lat["grpc"] += _paced(raw_grpc.send, [grpc_raw[i] for i in chunk], RATE)
-            lat["grpc_stub"] += _paced(stub.Predict, [grpc_msgs[i] for i in chunk], RATE)
+            lat["grpc_stub"] += _paced(by_stub, [grpc_msgs[i] for i in chunk], RATE)
             lat["feast"] += _paced(fs.send, [feast_raw[i] for i in chunk], RATE)
 
         stderr.print(f"throughput: {clients} concurrent HTTP clients, 10 s")
-        quotes_per_s = _throughput(bento_addr, quote_raw, clients, 10.0)
+        quotes_per_s = _throughput(lambda: RawHttp(bento_addr, bento.token, tls()), quote_raw, clients, 10.0)
 
         stderr.print(f"{batches} batches of 100")
         batch_raw = [http.request("/predict_batch", json.dumps({"items": requests[i * 100 % 1900:][:100]}).encode())

@@ -174,3 +174,38 @@ def test_grpc_interceptor_refuses_calls_without_a_token_and_keeps_health_open():
     assert codes == [(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)] * 3
     assert [q.item_id for q in quotes] == ["item_1", "item_1"]
     assert checked.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_the_benchmarks_raw_grpc_client_sends_the_token_over_tls(tmp_path):
+    from rental.servers.pricing import ClientTLS
+    from tests.benchmarks.raw_clients import RawGrpc
+    from tests.unit.test_raw_clients import PREDICT
+
+    ca = CertificateAuthority(tmp_path)
+    server_cert = ca.issue("server", server=True)
+    # long enough that HPACK writes its length in more than one byte
+    tokens = (TOKENS[0], "k" * 300)
+
+    async def run():
+        server = grpc.aio.server(interceptors=[TokenInterceptor(TokenCheck(tokens))])
+        pricing_pb2_grpc.add_PricingServiceServicer_to_server(Echo(), server)
+        credentials = grpc.ssl_server_credentials([(server_cert.key.read_bytes(), server_cert.cert.read_bytes())])
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+        await server.start()
+        message = pricing_pb2.PredictRequest(item_id="item_9", rental_start="2030-01-01", rental_days=2)
+        try:
+            answers = []
+            for token in (*tokens, None):
+                raw = await asyncio.to_thread(RawGrpc, f"127.0.0.1:{port}", token, ClientTLS(ca.cert).ssl_context())
+                try:
+                    sent = await asyncio.to_thread(raw.send, raw.request(PREDICT, message.SerializeToString()))
+                    answers.append(pricing_pb2.Quote.FromString(sent).item_id)
+                except RuntimeError as exc:
+                    answers.append(str(exc))
+            return answers
+        finally:
+            await server.stop(0)
+
+    first, long, none = asyncio.run(run())
+    assert first == long == "item_9"
+    assert "ended without one whole message" in none  # the refusal is a gRPC error, not a quote
