@@ -25,6 +25,8 @@ $(VENV)/.installed: uv.lock pyproject.toml
 
 system-deps: python-deps
 	$(RENTAL) services install
+	@command -v kcat >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kcat; }  # a non-Python producer (tests)
 
 services-up: install ## start Kafka (KRaft) and Redis unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL name others
 	$(RENTAL) services up

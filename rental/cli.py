@@ -10,6 +10,7 @@ from rental.servers.pricing import serve
 from streaming.catalogue.cli import app as catalogue_app
 from streaming.catalogue.cli import dlq_app
 from streaming.consumer.cli import app as stream_app
+from streaming.contracts import app as contracts_app
 from streaming.feature_store.cli import app as features_app
 from streaming.history.cli import app as history_app
 from streaming.simulator.cli import app as simulate_app
@@ -24,6 +25,7 @@ app.add_typer(stream_app, name="stream")
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(demo_app, name="demo")
+app.add_typer(contracts_app, name="contracts")
 app.command("train")(train)
 app.command("serve")(serve)
 

@@ -44,12 +44,14 @@ class EventError(ValueError):
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
-    event_id: str = Field(min_length=1, max_length=128)
-    item_id: str = Field(min_length=1, max_length=64)
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="the contract's version; always send it")
+    event_id: str = Field(
+        min_length=1, max_length=128, description="unique per event: a repeated id is a redelivery, counted once"
+    )
+    item_id: str = Field(min_length=1, max_length=64, description="a listed item's id; also the message key")
     customer_id: str = Field(min_length=1, max_length=64)
     booking_id: str = Field(min_length=1, max_length=128)
-    event_time: datetime
+    event_time: datetime = Field(description="when it happened, RFC 3339 with a time zone (2026-06-01T10:00:00Z)")
 
     @field_validator("event_time")
     @classmethod
@@ -63,10 +65,10 @@ class BookingCreated(_Event):
     """A customer booked an item: the label (price paid) and the demand signal."""
 
     event_type: Literal["booking_created"] = CREATED
-    rental_start: date
+    rental_start: date = Field(description="first day of the rental (YYYY-MM-DD), not before event_time's date")
     rental_days: int = Field(ge=1, le=MAX_RENTAL_DAYS)
-    price_per_day: float = Field(gt=0, lt=100_000, allow_inf_nan=False)
-    currency: str = Field(default="GBP", min_length=3, max_length=3)
+    price_per_day: float = Field(gt=0, lt=100_000, allow_inf_nan=False, description="what the customer paid a day")
+    currency: str = Field(default="GBP", min_length=3, max_length=3, description="ISO 4217 code")
 
     @field_validator("rental_start")
     @classmethod
@@ -80,7 +82,7 @@ class BookingCreated(_Event):
 class BookingCancelled(_Event):
     """A booking was cancelled; ``booking_id`` names the booking it cancels."""
 
-    event_type: Literal["booking_cancelled"] = CANCELLED
+    event_type: Literal["booking_cancelled"] = Field(CANCELLED, description="cancels the booking named by booking_id")
 
 
 BookingEvent = Annotated[Union[BookingCreated, BookingCancelled], Field(discriminator="event_type")]
