@@ -68,7 +68,7 @@ ITEMS = Table(
         Column("retail_price", "float", required=False, nullable=True, above=0, maximum=1_000_000),
         Column("condition", "string", required=False, nullable=True),
         Column("listing_date", "date", required=False, nullable=True),
-        Column("units", "int", required=False, minimum=1, maximum=10_000),
+        Column("units", "int", required=False, nullable=True, minimum=1, maximum=10_000),
     ),
     key="item_id",
 )
@@ -92,7 +92,7 @@ BOOKINGS = Table(
         Column("rental_start", "date"),
         Column("rental_days", "int", minimum=1, maximum=MAX_RENTAL_DAYS),
         Column("price_per_day", "float", above=0, maximum=100_000),
-        Column("currency", "string", required=False),
+        Column("currency", "string", required=False, nullable=True),
         Column("cancelled_at", "timestamp", required=False, nullable=True),
         # Known only for simulated data: the true expected price and its popularity input.
         Column("expected_price_per_day", "float", required=False, nullable=True, above=0),
@@ -243,6 +243,8 @@ def validate(frame: pd.DataFrame, table: Table, source: str, line_offset: int = 
         if column.name in frame.columns:
             out[column.name] = _coerce(frame[column.name], column, problems)
             _check_ranges(out, column, problems)
+            if column.name in ABSENT_MEANS:  # a blank value means what the absent column means
+                out[column.name] = out[column.name].fillna(ABSENT_MEANS[column.name])
         else:
             out[column.name] = _absent(column, frame.index)
     if table is BOOKINGS:

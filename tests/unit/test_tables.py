@@ -100,7 +100,9 @@ def test_tier_condition_and_segment_are_the_catalogues_own_words(user_files):
     _edit_csv(user_files["items"], 3, "condition", "worn twice, like new")
     _edit_csv(user_files["items"], 4, "brand_tier", "Maison / couture ✨")
     _edit_csv(user_files["items"], 5, "condition", "")  # blank: unknown
+    _edit_csv(user_files["bookings"], 2, "currency", "")  # blank: what an absent column means
     history = load_history(user_files["items"], user_files["customers"], user_files["bookings"])
+    assert history.bookings["currency"].notna().all()
     assert history.items.loc[2, "condition"] == "worn twice, like new"
     assert history.items.loc[3, "brand_tier"] == "Maison / couture ✨"
     assert pd.isna(history.items.loc[4, "condition"])
