@@ -26,10 +26,16 @@ def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, path: Path) -
 def error_by(table: pd.DataFrame, title: str, xlabel: str, path: Path, kind: str = "bar") -> Path:
     """``table``: MAE per group (rows) and predictor (columns), from ``evaluate.by_group``."""
     fig, ax = plt.subplots(figsize=(9, 5))
+    table = table.set_axis([_label(g) for g in table.index])  # a catalogue's names can run to hundreds of characters
     table.drop(columns="bookings").plot(kind=kind, ax=ax, **({} if kind == "bar" else {"marker": "o"}))
     ax.set(xlabel=xlabel, ylabel="MAE (price per day)", title=title)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def _label(group, width: int = 32) -> str:
+    text = str(group)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def feature_importance(booster: xgb.Booster, path: Path) -> Path:
