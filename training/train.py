@@ -19,6 +19,7 @@ from rental.settings import Settings
 from training import evaluate, plots
 from training.attributes import evaluate_attributes
 from training.dataset import LABEL, TrainingSet, build_training_set
+from training.feature_spec import TrainingDataError
 from training.fit import Fitted, fit, predict_price, time_split
 from training.gate import GateDecision
 from training.registry import gate_and_promote, log_and_register
@@ -98,6 +99,13 @@ def _log_run_inputs(data: TrainingSet, fitted: Fitted, split, settings: Settings
     mlflow.set_tags(commit | {"mlflow.source.git.commit": commit["code.commit"]})
 
 
+def _attributes_line(metrics: dict[str, float]) -> str:
+    if not metrics:
+        return ""
+    return (f"\n(attributes only vs brand median on {metrics['attributes_only_items_held_out']:,.0f} held-out items: "
+            f"MAE {metrics['attributes_only_mae']:.3f} against {metrics['attributes_only_brand_median_mae']:.3f})")  # fmt: skip
+
+
 def run_training(settings: Settings, engine: str | None = None, step: Step = lambda _: None,
                  rounds: Callable[[int], None] | None = None) -> TrainingResult:  # fmt: skip
     timings: dict[str, float] = {}
@@ -108,15 +116,19 @@ def run_training(settings: Settings, engine: str | None = None, step: Step = lam
     timings["build_cpu_s"] = time.process_time() - cpu
 
     started, cpu = time.perf_counter(), time.process_time()
-    split = time_split(data.frame, settings)
+    step("attributes only against the brand median (held-out items)")
+    attributes = evaluate_attributes(data.frame, settings.train_max_category_levels, settings.seed,
+                                     settings.train_nthread)  # fmt: skip
+    try:
+        split = time_split(data.frame, settings)
+    except TrainingDataError as exc:  # a split by item needs no time span: its answer still counts
+        raise TrainingDataError(f"{exc}{_attributes_line(attributes)}") from None
     step("boosting")
     fitted = fit(data, split, settings, rounds)
     step("baselines and evaluation")
     train, valid = data.frame[split.train], data.frame[split.valid]
     ev = evaluation(fitted, train, valid)
-    step("attributes only against the brand median (held-out items)")
-    ev.metrics |= evaluate_attributes(data.frame, settings.train_max_category_levels, settings.seed,
-                                      settings.train_nthread)  # fmt: skip
+    ev.metrics |= attributes
     timings["train_s"] = time.perf_counter() - started
     timings["train_cpu_s"] = time.process_time() - cpu  # of all threads: wall x 2 at best on 2 cores
 
@@ -127,6 +139,9 @@ def run_training(settings: Settings, engine: str | None = None, step: Step = lam
         _log_run_inputs(data, fitted, split, settings)
         mlflow.log_metrics(ev.metrics)
         _log_plots(fitted, valid, ev)
+        from monitoring.reference import log_reference  # what monitoring checks this model's quotes against
+
+        log_reference(valid, ev.predictions["model"], fitted.spec.feature_names, settings.monitor_reference_rows)
         step("registering and gating")
         version = log_and_register(fitted.booster, fitted.spec, valid, settings)
         decision = gate_and_promote(settings, version, ev.metrics["mae"], ev.best_baseline, valid)

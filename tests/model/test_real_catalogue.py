@@ -111,3 +111,12 @@ def test_the_minimum_catalogue_trains_registers_and_is_quoted(real_world):
         assert pricer.quote([], "http").quotes == []  # zero rows: an empty answer
     finally:
         pricer.close()
+
+
+def test_a_history_too_short_for_the_time_split_still_reports_attributes_against_brand_median(real_world):
+    from training.feature_spec import TrainingDataError
+    from training.train import run_training
+
+    local, _ = real_world
+    with pytest.raises(TrainingDataError, match=r"(?s)use a longer history.*attributes only vs brand median on"):
+        run_training(local.model_copy(update={"train_validation_weeks": 52}))
