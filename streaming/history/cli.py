@@ -13,7 +13,17 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from rental.settings import get_settings
-from streaming.history.tables import TableError, history_paths, load_history, write_history
+from streaming.history.tables import (
+    BOOKINGS,
+    CUSTOMERS,
+    ITEMS,
+    OPTIONAL_MEANING,
+    TableError,
+    header_report,
+    history_paths,
+    load_history,
+    write_history,
+)
 
 app = typer.Typer(help="Booking history: load your own, or summarise one.", no_args_is_help=True)
 console = Console(width=None if sys.stdout.isatty() else 140)  # a log keeps the whole table
@@ -35,6 +45,12 @@ def load(
         raise typer.Exit(2) from None
     out = out or get_settings().history_dir
     paths = write_history(history, out)
+    for path, table in ((items, ITEMS), (customers, CUSTOMERS), (bookings, BOOKINGS)):
+        ignored, absent = header_report(path, table)
+        if ignored:
+            console.print(f"{path.name}: ignored (not in the contract): {escape(', '.join(ignored))}")
+        for name in absent:
+            console.print(f"{path.name}: no {name}, which means {OPTIONAL_MEANING[f'{table.name}.{name}']}")
     console.print(f"wrote {len(history.items):,} items, {len(history.customers):,} customers, "
                   f"{len(history.bookings):,} bookings to {out}")  # fmt: skip
     for name, path in paths.items():

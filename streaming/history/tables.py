@@ -274,6 +274,18 @@ class History:
     rejected: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
+def header_report(path: Path, table: Table) -> tuple[list[str], list[str]]:
+    """A file's columns the table does not know (ignored: a product name, a listed price), and
+    the table's optional columns it lacks (each then means ``OPTIONAL_MEANING`` says)."""
+    path = Path(path)
+    if path.suffix.lower() == ".parquet" or path.is_dir():
+        names = pq.read_schema(path).names if path.is_file() else list(pq.read_table(path).column_names)
+    else:
+        names = list(pd.read_csv(path, dtype=str, nrows=0).columns)
+    known = {c.name for c in table.columns}
+    return [n for n in names if n not in known], [c.name for c in table.columns if c.name not in names]
+
+
 def _line_offset(path: Path) -> int:
     return 1 if path.suffix.lower() in {".csv", ".gz"} else 0
 

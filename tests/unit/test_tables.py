@@ -119,3 +119,20 @@ def test_quarantine_sets_bad_rows_aside_with_their_reason_and_keeps_the_rest(use
     assert any("item_id: unknown item" in r for r in rejected["reason"])
     paths = write_history(history, tmp_path / "q")
     assert len(pd.read_csv(paths["rejected_bookings"])) == 2
+
+
+def test_history_load_says_what_it_ignored_and_what_each_absent_column_means(user_files, tmp_path):
+    from typer.testing import CliRunner
+
+    from rental.cli import app
+    from streaming.history.tables import OPTIONAL_MEANING, TABLES
+
+    assert {f"{t.name}.{c.name}" for t in TABLES.values() for c in t.columns if not c.required} == set(OPTIONAL_MEANING)
+    items = pd.read_csv(user_files["items"], dtype=str)[["item_id", "brand", "category"]]
+    items.assign(name="Robe, d'été [bold]🌸[/bold]", listed_price="12.5").to_csv(user_files["items"], index=False)
+    args = [f"--{name}={path}" for name, path in user_files.items()]
+    result = CliRunner().invoke(app, ["history", "load", *args, f"--out={tmp_path / 'out'}"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "items.csv: ignored (not in the contract): name, listed_price" in result.output
+    assert "items.csv: no retail_price, which means unknown (null)" in result.output
+    assert "items.csv: no units, which means 1" in result.output
