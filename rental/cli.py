@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from monitoring.cli import app as monitor_app
 from rental.demo import app as demo_app
 from rental.servers.cli import app as services_app
 from rental.servers.pricing import serve
@@ -25,6 +26,7 @@ app.add_typer(stream_app, name="stream")
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(demo_app, name="demo")
+app.add_typer(monitor_app, name="monitor")
 app.add_typer(contracts_app, name="contracts")
 app.command("train")(train)
 app.command("serve")(serve)

@@ -216,6 +216,74 @@ class Settings(BaseSettings):
     serve_fallback_items: int = Field(default=20_000, ge=0, description="last-known features kept for Redis outages")
     serve_log_queue: int = Field(default=50_000, ge=1, description="quotes waiting for Kafka before they are dropped")
 
+    # Monitoring (monitoring/): the prediction log joins each quote on ``predictions`` with its
+    # outcome on ``bookings``. Times are event times: a quote's ``quoted_at``, a booking's ``event_time``.
+    monitor_group_id: str = Field(default="monitor", description="the prediction log's consumer group")
+    monitor_outcome_window_s: float = Field(
+        default=900.0, gt=0, description="a booking this long after a quote (event time) is its outcome"
+    )
+    monitor_allowed_lateness_s: float = Field(
+        default=60.0, ge=0, description="the watermark trails the newest event time by this much"
+    )
+    monitor_retention_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="how long past its window's close a quote is still joined exactly and its request id "
+        "recognised; a quote later than that is refused into the rejected table",
+    )
+    monitor_idle_s: float = Field(
+        default=30.0, gt=0, description="a topic silent this long stops holding the watermark back"
+    )
+    monitor_checkpoint_every_s: float = Field(
+        default=30.0, gt=0, description="log parts written, state saved and offsets committed (one part a date)"
+    )
+    monitor_max_poll_records: int = Field(default=20_000, ge=1)
+    monitor_dir_env: Path | None = Field(
+        default=None,
+        validation_alias="RENTAL_MONITOR_DIR",
+        description="monitoring's files (default data_dir/monitoring)",
+    )
+
+    # Monitoring checks (monitoring/checks, alerts, views): windows of event time, each checked
+    # against the champion's reference; failing windows become one retrain request.
+    monitor_window_s: float = Field(default=86_400.0, gt=0, description="size of a check window (event time)")
+    monitor_min_rows: int = Field(default=500, ge=1, description="quotes a window needs to be judged")
+    monitor_min_outcomes: int = Field(default=200, ge=1, description="booked quotes quality checks need")
+    monitor_min_category_rows: int = Field(default=50, ge=1, description="rows a category needs to be judged alone")
+    monitor_reference_rows: int = Field(default=20_000, ge=100, description="rows of the reference logged with a model")
+    monitor_fallback_windows: int = Field(
+        default=3, ge=1, description="without a logged reference: the first windows this many after promotion are it"
+    )
+    monitor_num_drift_method: str = Field(default="wasserstein", description="numerical features (normed distance)")
+    monitor_num_drift_threshold: float = Field(default=0.1, gt=0)
+    monitor_cat_drift_method: str = Field(default="jensenshannon", description="categorical features")
+    monitor_cat_drift_threshold: float = Field(default=0.1, gt=0)
+    monitor_prediction_drift_method: str = Field(default="wasserstein")
+    monitor_prediction_drift_threshold: float = Field(default=0.1, gt=0)
+    monitor_drift_share: float = Field(default=0.5, gt=0, le=1, description="drifted features that make a drift")
+    monitor_drift_alarms: bool = Field(default=False, description="drift checks fail windows (else shown only)")
+    monitor_max_bias: float = Field(default=0.12, gt=0, description="mean ln(paid/quoted) off the reference's by this")
+    monitor_max_category_bias: float = Field(default=0.2, gt=0, description="the same per category")
+    monitor_max_mape_ratio: float = Field(default=1.3, gt=1, description="MAPE above the reference's x this")
+    monitor_max_booking_rate_change: float = Field(default=0.3, gt=0, description="relative to the first windows")
+    monitor_max_missing_increase: float = Field(
+        default=0.2, ge=0, description="a feature's missing share over the reference's"
+    )
+    monitor_max_degraded_share: float = Field(default=0.05, ge=0, le=1)
+    monitor_max_cold_start_share: float = Field(default=0.5, ge=0, le=1)
+    monitor_max_feature_age_s: float = Field(default=3_600.0, gt=0, description="p95 of quote time - features_as_of")
+    monitor_max_dlq_rate: float = Field(default=0.01, ge=0, description="dead letters per booking")
+    monitor_failing_windows: int = Field(default=2, ge=1, description="consecutive failing windows that raise an alarm")
+    monitor_cooldown_windows: int = Field(default=7, ge=0, description="windows after a retrain request with no other")
+    monitor_webhook_url: str | None = Field(
+        default=None, description="people's webhook: the request JSON is POSTed here"
+    )
+    monitor_webhook_timeout_s: float = Field(default=5.0, gt=0)
+    monitor_metrics_port: int = Field(
+        default=9108, ge=1, le=65535, description="`rental monitor check --serve-metrics`"
+    )
+    monitor_ui_port: int = Field(default=8008, ge=1, le=65535, description="`rental monitor ui`")
+
     # Simulator defaults.
     seed: int = 42
     currency: str = "GBP"
@@ -233,6 +301,7 @@ class Settings(BaseSettings):
         "serve_tls_certfile",
         "serve_tls_keyfile",
         "serve_tls_client_ca",
+        "monitor_dir_env",
     )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -299,6 +368,16 @@ class Settings(BaseSettings):
         """Checkpoints of the feature consumer's window state, per stage and partition: shared by
         every instance of a stage, wherever it runs (``RENTAL_STATE_DIR``)."""
         return self.state_dir_env or self.data_dir / "stream_state"
+
+    @property
+    def monitor_dir(self) -> Path:
+        """Everything monitoring keeps: the prediction log (``monitor_log_dir``), reports, its UI."""
+        return self.monitor_dir_env or self.data_dir / "monitoring"
+
+    @property
+    def monitor_log_dir(self) -> Path:
+        """The prediction log: quotes, outcomes and rejected records as date-partitioned Parquet, and its state."""
+        return self.monitor_dir / "log"
 
     @property
     def offline_dir(self) -> Path:
