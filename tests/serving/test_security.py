@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from bento_service.auth import UNAUTHENTICATED
 from bento_service.protos import pricing_pb2, pricing_pb2_grpc
-from rental.servers.pricing import BENTO, ClientTLS, Served, start, stop
+from rental.servers.pricing import BENTO, ClientTLS, Served, free_port, start, stop
 from rental.settings import REPO_ROOT
 from tests.worlds.certificates import CertificateAuthority
 
@@ -171,3 +172,27 @@ def test_a_certificate_without_its_key_refuses_to_start(pki):
                   RENTAL_SERVE_TLS_CERTFILE=str(pki["server"].cert))  # fmt: skip
     assert done.returncode == 2
     assert "RENTAL_SERVE_TLS_CERTFILE is set without RENTAL_SERVE_TLS_KEYFILE" in done.stderr
+
+
+def test_a_public_address_allowed_unauthenticated_starts_and_says_so(tmp_path):
+    """The explicit way out starts the server (no world is needed to see that) with a warning
+    in the log before BentoML says it is listening."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RENTAL_")} | {
+        "RENTAL_SERVE_HOST": "0.0.0.0", "RENTAL_SERVE_ALLOW_UNAUTHENTICATED": "true", "RENTAL_SERVE_WORKERS": "1",
+        "RENTAL_SERVE_HTTP_PORT": str(free_port()), "RENTAL_SERVE_GRPC_PORT": str(free_port()),
+        "RENTAL_DATA_DIR": str(tmp_path),
+    }  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", BENTO], cwd=REPO_ROOT, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    said = []
+    try:
+        for line in process.stdout:
+            said.append(line)
+            if "Starting production" in line:
+                break
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+    log = "".join(said)
+    assert "Starting production HTTP BentoServer" in log, log[-3000:]
+    assert "serving on 0.0.0.0 WITHOUT authentication" in log.split("Starting production")[0], log[-3000:]
