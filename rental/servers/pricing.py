@@ -45,6 +45,8 @@ def serve(
         raise typer.Exit(2) from None
     scheme = "HTTP" if security.tls is None else "HTTPS" if security.tls.client_ca is None else "HTTPS (mutual TLS)"
     auth = "API tokens required" if security.tokens else "no authentication"
+    if security.warning:
+        typer.echo(f"warning: {security.warning}", err=True)
     typer.echo(f"{scheme} on {settings.serve_host}:{settings.serve_http_port} (OpenAPI at /docs), gRPC on "
                f":{settings.serve_grpc_port}; {auth}; model {settings.registered_model_name}@{settings.serving_alias}",
                err=True)  # fmt: skip

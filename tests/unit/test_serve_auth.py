@@ -209,3 +209,30 @@ def test_the_benchmarks_raw_grpc_client_sends_the_token_over_tls(tmp_path):
     first, long, none = asyncio.run(run())
     assert first == long == "item_9"
     assert "ended without one whole message" in none  # the refusal is a gRPC error, not a quote
+
+
+def test_the_project_clients_follow_the_service_settings(tmp_path, monkeypatch):
+    from rental.servers.lifecycle import ServiceError
+    from rental.servers.pricing import Served, _serve_settings, client_security
+
+    monkeypatch.setenv("RENTAL_SERVE_API_TOKENS", "from-this-process")  # never the started service's
+    assert client_security(_serve_settings({})) == (None, None)
+    plain = Served(None, "http://127.0.0.1:1", "127.0.0.1:2", tmp_path / "log")
+    assert plain.headers == {} and plain.metadata == ()
+
+    ca = CertificateAuthority(tmp_path / "ca")
+    server, client = ca.issue("server", server=True), ca.issue("client", server=False)
+    env = {"RENTAL_SERVE_API_TOKENS": ",".join(TOKENS), "RENTAL_SERVE_TLS_CERTFILE": str(server.cert),
+           "RENTAL_SERVE_TLS_KEYFILE": str(server.key)}  # fmt: skip
+    tls, token = client_security(_serve_settings(env))
+    assert token == TOKENS[0] and tls.trust == server.cert and tls.cert is None
+    mutual = env | {"RENTAL_SERVE_TLS_CLIENT_CA": str(ca.cert)}
+    with pytest.raises(ServiceError, match="RENTAL_SERVE_CLIENT_CERTFILE"):
+        client_security(_serve_settings(mutual))
+    tls, _ = client_security(_serve_settings(mutual | {
+        "RENTAL_SERVE_TLS_SERVER_CA": str(ca.cert), "RENTAL_SERVE_CLIENT_CERTFILE": str(client.cert),
+        "RENTAL_SERVE_CLIENT_KEYFILE": str(client.key)}))  # fmt: skip
+    assert (tls.trust, tls.cert, tls.key) == (ca.cert, client.cert, client.key)
+    secured = Served(None, "https://127.0.0.1:1", "127.0.0.1:2", tmp_path / "log", tls, TOKENS[1])
+    assert secured.headers == {"authorization": f"Bearer {TOKENS[1]}"}
+    assert TOKENS[1] not in repr(secured)
