@@ -227,7 +227,7 @@ def _merge(stats_dir: Path, names: list[str], drained_at: float | None) -> dict:
         "duplicates": sum(p["duplicates"] for p in parts),
         "dead_letters": sum(p["dead_letters"] for p in parts),
         "peak_rss_mb": {n: p["peak_rss_mb"] for n, p in zip(names, parts, strict=False)},
-        "pids": {n: p["pid"] for n, p in zip(names, parts, strict=False)},
+        "pids": {n: p.get("pid") for n, p in zip(names, parts, strict=False)},
         "cpu_s": {n: round(p["cpu_s"], 1) for n, p in zip(names, parts, strict=False)},
         "checkpoint_cpu_s": {n: round(p["checkpoint_cpu_s"], 1) for n, p in zip(names, parts, strict=False)},
         # When each stage read its first and last record and made its last commit that moved an
