@@ -15,8 +15,10 @@ client logs its whole configuration at DEBUG).
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
@@ -114,6 +116,51 @@ def kafka_options(settings: Settings, bootstrap_servers: str | None = None) -> d
             f"{given} set, but RENTAL_KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS: set it to SSL or SASL_SSL"
         )
     return options
+
+
+@contextmanager
+def kafka_failures() -> Iterator[list[BaseException]]:
+    """The connection failures kafka-python logs while it retries and then reports only as a
+    bootstrap timeout (a refused password, an untrusted certificate), collected so that an error
+    can name the cause (``kafka_failure_note``)."""
+    seen: list[BaseException] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if isinstance(record.args, tuple):
+                seen.extend(arg for arg in record.args if isinstance(arg, BaseException))
+
+    handler, logger = Collect(logging.WARNING), logging.getLogger("kafka")
+    logger.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(handler)
+
+
+def kafka_failure_note(settings: Settings, failures: list[BaseException]) -> str:
+    """What to add to a "no broker answers" error: the refused credentials, or the last failure.
+
+    A broker delays closing a connection whose authentication failed (100 ms by default), and
+    kafka-python 3.0 then often sees only the close, never the refusal: with SASL, connections
+    that were all closed by the broker are reported as the likely refusal they are.
+    """
+    s = settings
+    causes = [exc for exc in failures if type(exc).__name__ != "KafkaTimeoutError"]
+    if not causes:
+        return ""
+    check = "Check RENTAL_KAFKA_SASL_USERNAME, RENTAL_KAFKA_SASL_PASSWORD and RENTAL_KAFKA_SASL_MECHANISM"
+    refused = [exc for exc in causes if "Authentication" in type(exc).__name__]
+    if refused:
+        note = f"; the broker refused user {s.kafka_sasl_username!r} ({s.kafka_sasl_mechanism}): {refused[-1]}. {check}"
+    elif s.kafka_security_protocol in _SASL and all("disconnected" in str(exc) for exc in causes):
+        note = (
+            f"; the broker closed all {len(causes)} connections before they were ready, as it does when it "
+            f"refuses user {s.kafka_sasl_username!r} ({s.kafka_sasl_mechanism}). {check}"
+        )
+    else:
+        note = f"; last failure: {causes[-1]!r}"
+    return mask_text(note, secrets_of(s))
 
 
 # ---------------------------------------------------------------------------- Redis

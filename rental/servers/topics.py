@@ -16,7 +16,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from rental.connections import kafka_options
+from rental.connections import kafka_failure_note, kafka_failures, kafka_options
 from rental.servers.lifecycle import ServiceError
 from rental.settings import Settings
 
@@ -29,15 +29,17 @@ def admin_client(target: Settings | str, timeout_s: float = 10.0) -> Iterator[Ka
     the settings (their brokers and security) or, for a plaintext broker, a bootstrap list."""
     timeout_ms = int(timeout_s * 1000)
     options = kafka_options(target) if isinstance(target, Settings) else {"bootstrap_servers": target}
-    try:
-        admin = KafkaAdminClient(
-            **options,
-            client_id="rental-services",
-            bootstrap_timeout_ms=timeout_ms,
-            request_timeout_ms=max(timeout_ms, 5000),
-        )
-    except KafkaError as exc:
-        raise ServiceError(f"no Kafka broker answers at {options['bootstrap_servers']}: {exc!r}") from None
+    with kafka_failures() as failures:
+        try:
+            admin = KafkaAdminClient(
+                **options,
+                client_id="rental-services",
+                bootstrap_timeout_ms=timeout_ms,
+                request_timeout_ms=max(timeout_ms, 5000),
+            )
+        except KafkaError as exc:
+            note = kafka_failure_note(target, failures) if isinstance(target, Settings) else ""
+            raise ServiceError(f"no Kafka broker answers at {options['bootstrap_servers']}: {exc!r}{note}") from None
     try:
         yield admin
     finally:

@@ -9,7 +9,6 @@ own (its own data directory and ports), so restarting it bounces no one else's.
 from __future__ import annotations
 
 import itertools
-import socket
 import time
 import uuid
 from collections import defaultdict
@@ -24,6 +23,7 @@ from streaming.events import BookingCancelled, BookingCreated, decode, encode
 from streaming.simulator.history import simulate
 from streaming.simulator.replay import history_events
 from streaming.simulator.world import SimulationConfig
+from tests.worlds.ports import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -74,17 +74,6 @@ def consume_all(bootstrap: str, topic: str, group: str, expected: int, timeout_s
     finally:
         consumer.close()
     return records
-
-
-def free_ports(n: int) -> list[int]:
-    probes = [socket.socket() for _ in range(n)]
-    try:
-        for probe in probes:  # all open at once, so the ports differ
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 @pytest.fixture

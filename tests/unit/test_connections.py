@@ -12,6 +12,7 @@ from kafka import KafkaAdminClient
 
 from rental.connections import (
     ConnectionSettingsError,
+    kafka_failure_note,
     kafka_options,
     mask_text,
     mask_url,
@@ -140,7 +141,14 @@ def test_redis_tls_files_with_a_plain_url_are_refused(pem):
 
 @pytest.mark.parametrize(
     ("user", "password"),
-    [("pricing", PASSWORD), (None, PASSWORD), ("pricing", "123"), ("pricing", "null"), ("pricing", "true"), (None, None)],
+    [
+        ("pricing", PASSWORD),
+        (None, PASSWORD),
+        ("pricing", "123"),
+        ("pricing", "null"),
+        ("pricing", "true"),
+        (None, None),
+    ],
 )
 def test_feast_gets_what_redis_py_would_from_the_url(pem, user, password):
     """Feast splits its string at commas and JSON-decodes values: the credentials arrive unchanged."""
@@ -214,3 +222,19 @@ def test_settings_repr_shows_no_credential():
     shown = repr(s) + str(s)
     for secret in ("kafka-secret", "tok-one", "mlflow-secret", quote(PASSWORD, safe="")):
         assert secret not in shown
+
+
+def test_a_refused_login_is_named_even_when_kafka_python_saw_only_the_close():
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError, SaslAuthenticationFailedError
+
+    s = _settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-512",
+                  kafka_sasl_username="pricing", kafka_sasl_password=PASSWORD)  # fmt: skip
+    timeout = KafkaTimeoutError("Unable to bootstrap from broker:9093")
+    closed = kafka_failure_note(s, [KafkaConnectionError("socket disconnected")] * 3 + [timeout])
+    assert "closed all 3 connections" in closed and "refuses user 'pricing' (SCRAM-SHA-512)" in closed
+    refused = kafka_failure_note(s, [SaslAuthenticationFailedError(f"invalid credentials for {PASSWORD}"), timeout])
+    assert "the broker refused user 'pricing' (SCRAM-SHA-512)" in refused and "RENTAL_KAFKA_SASL_PASSWORD" in refused
+    assert PASSWORD not in refused
+    plaintext = kafka_failure_note(Settings(), [KafkaConnectionError("socket disconnected"), timeout])
+    assert plaintext == "; last failure: KafkaConnectionError('socket disconnected')"
+    assert kafka_failure_note(s, [timeout]) == ""

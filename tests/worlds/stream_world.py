@@ -55,7 +55,7 @@ class StreamingWorld:
         specs = s.topic_specs()
         topics = {env["RENTAL_TOPIC_BOOKINGS_BY_CUSTOMER"]: specs[s.topic_bookings_by_customer],
                   env["RENTAL_TOPIC_BOOKINGS_BY_CATEGORY"]: specs[s.topic_bookings_by_category]}  # fmt: skip
-        with admin_client(s.bootstrap_servers) as admin:
+        with admin_client(s) as admin:
             ensure_topics(admin, topics)
         self.extra_topics += topics
         for folder in (s.offline_dir, s.state_dir):
@@ -64,7 +64,7 @@ class StreamingWorld:
         return env
 
     def remove_topics(self) -> None:
-        with admin_client(self.settings.bootstrap_servers) as admin:
+        with admin_client(self.settings) as admin:
             admin.delete_topics(self.topics + self.extra_topics, raise_errors=False)
 
 
@@ -100,7 +100,7 @@ def make_world(tmp: Path, base: Settings, history: History, redis_db: int, **ove
     write_history(history, settings.history_dir)
     apply(settings)
     world = StreamingWorld(settings, env)
-    with admin_client(settings.bootstrap_servers) as admin:
+    with admin_client(settings) as admin:
         specs = settings.topic_specs()
         ensure_topics(admin, {name: specs[name] for name in world.topics})
     return world
