@@ -42,6 +42,8 @@ END = date(2026, 6, 1)
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 REDIS_DB, EXPECTED_DB = 10, 12
 NEW, NEVER = "item_listed_live", "item_never_listed"
+MINIMAL = "item_minimal_live"  # id, brand and category only, in free words
+NASTY_CATEGORY = "Cotton-Jersey, Loose, Summer, Seasonal 🌸 / été"
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +99,11 @@ def test_an_item_listed_while_the_stages_run_counts_and_its_dead_letters_replay(
         listing = Listing(item_id=NEW, brand="Maison Test", brand_tier="designer", category=str(model["category"]),
                           colour="green", retail_price=640.0, condition="excellent", listing_date=date(2026, 5, 20),
                           units=2)  # fmt: skip
-        assert publish(s, [listing]) == 1
+        minimal = Listing(item_id=MINIMAL, brand="Rosé & Co, London", category=NASTY_CATEGORY)
+        assert publish(s, [listing, minimal]) == 2
         second = _booking(f"b-{run}-2", NEW, customer, NOW - timedelta(days=1), 45.0)
-        send_events(producer, s.topic_bookings, [second])
+        third = _booking(f"b-{run}-3", MINIMAL, customer, NOW - timedelta(days=1, hours=1), 30.0)
+        send_events(producer, s.topic_bookings, [second, third])
         live = feature_store(s)
         bookings_30d = ["item_popularity:bookings_30d"]
         wait_for(lambda: _item(live, NEW, bookings_30d)["bookings_30d"] == [1], 60, "the new item's booking counted")
@@ -113,6 +117,16 @@ def test_an_item_listed_while_the_stages_run_counts_and_its_dead_letters_replay(
                               "units": [2], "brand": ["Maison Test"]}  # fmt: skip
         offline = read_view(s, "item_attributes")
         assert offline[offline["item_id"] == NEW]["event_timestamp"].tolist() == [pd.Timestamp("2026-05-20", tz="UTC")]
+        # Only id, brand and category: unknown retail price and listing date, one unit.
+        wait_for(lambda: _item(live, MINIMAL, bookings_30d)["bookings_30d"] == [1], 60, "the minimal item's booking")
+        attributes = _item(live, MINIMAL, ["item_attributes:item_category", "item_attributes:retail_price",
+                                           "item_attributes:units", "item_attributes:listed_at"])  # fmt: skip
+        assert attributes == {"item_id": [MINIMAL], "item_category": [NASTY_CATEGORY], "retail_price": [None],
+                              "units": [1], "listed_at": [None]}  # fmt: skip
+        offline = read_view(s, "item_attributes")
+        assert offline[offline["item_id"] == MINIMAL]["event_timestamp"].tolist() == [
+            pd.Timestamp("1970-01-02", tz="UTC")
+        ]
 
         out = _replay(world)
         assert "replayed 1 " in out and "item still not in the catalogue" in out and NEVER in out, out
@@ -133,12 +147,12 @@ def test_an_item_listed_while_the_stages_run_counts_and_its_dead_letters_replay(
 
         # The backfill of every event, the new item in its catalogue, the never-listed one nowhere.
         items, listed = export(s)  # the items table as the live catalogue has it, for the backfill
-        assert listed == 1 and len(items) == len(history.items) + 1
+        assert listed == 2 and len(items) == len(history.items) + 2
         assert items.set_index("item_id").loc[NEW, ["brand", "units"]].tolist() == ["Maison Test", 2]
         added = pd.DataFrame([{"booking_id": b.booking_id, "item_id": b.item_id, "customer_id": b.customer_id,
                                "event_time": pd.Timestamp(b.event_time), "rental_start": b.rental_start,
                                "rental_days": b.rental_days, "price_per_day": b.price_per_day, "cancelled_at": pd.NaT}
-                              for b in (first, second)])  # fmt: skip
+                              for b in (first, second, third)])  # fmt: skip
         bookings = pd.concat([history.bookings, added], ignore_index=True)
         pipeline = FeaturePipeline(Catalogue.from_items(items))
         events = timeline(bookings)
