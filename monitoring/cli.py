@@ -58,6 +58,7 @@ def run(
     from monitoring.log.consumer import Monitor, MonitorRefused
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # its connection chatter, not the monitor's news
     settings = get_settings()
     try:
         monitor = Monitor(settings)

@@ -199,7 +199,7 @@ class Monitor:
             log.warning("offset commit failed (%s); the saved state stands and the next checkpoint retries", exc)
 
     def lag(self) -> int:
-        ends = self.consumer.end_offsets(list(self.positions) or list(self.consumer.assignment()))
+        ends = self.consumer.end_offsets(list(self.consumer.assignment()))
         return sum(max(0, end - self.positions.get(tp, 0)) for tp, end in ends.items())
 
     # -- the loop -------------------------------------------------------------------------------

@@ -242,3 +242,19 @@ def test_parts_are_rewritten_not_duplicated_and_read_by_date(settings):
     assert list(june_2["request_id"]) == ["q2", "q3"] and list(june_2["f_size"]) == [2.0, 3.0]
     assert store.remove_after(settings, 1) == 2 and list(read_quotes(settings)["request_id"]) == ["q0"]
     assert read_outcomes(settings).empty and "booked" in read_outcomes(settings).columns
+
+
+def test_outcomes_are_read_by_quote_time_or_by_when_they_became_final(settings):
+    ledger = Ledger(RULES, now=0.0)
+    ledger.add_quote(quote("q1", 0), 0.0)
+    ledger.add_quote(quote("q2", 3_600), 0.0)
+    rows = advance_to(ledger, 3_000) + advance_to(ledger, 9_000)
+    assert store.write_parts(settings, 1, "outcomes", rows) == 1
+    at = datetime.fromtimestamp(T0 / S, UTC)
+    assert list(read_outcomes(settings, at, at + timedelta(seconds=1))["request_id"]) == ["q1"]
+    closed_late = read_outcomes(settings, at + timedelta(seconds=5_000), None, on="closed_at")
+    assert list(closed_late["request_id"]) == ["q2"] and closed_late["closed_at"].iloc[0] == at + timedelta(
+        seconds=8_990
+    )
+    with pytest.raises(ValueError, match="on must be"):
+        read_outcomes(settings, on="booked_at")
