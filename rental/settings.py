@@ -226,7 +226,7 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="the watermark trails the newest event time by this much"
     )
     monitor_retention_s: float = Field(
-        default=3600.0,
+        default=900.0,
         ge=0,
         description="how long past its window's close a quote is still joined exactly and its request id "
         "recognised; a quote later than that is refused into the rejected table",
