@@ -72,7 +72,15 @@ class Monitor:
         self._stop = False
         self.last_checkpoint = clock()
         warm_up()  # the record reader's compiled pass, loaded now rather than in the first poll
-        self.consumer = self._assign(saved.offsets if saved else {})
+        try:
+            self.consumer = self._assign(saved.offsets if saved else {})
+        except KafkaError as exc:
+            self._lock.close()
+            raise MonitorRefused(f"Kafka at {settings.bootstrap_servers} did not answer ({exc}): "
+                                 "`rental services up` starts the local broker") from None  # fmt: skip
+        except BaseException:
+            self._lock.close()
+            raise
 
     # -- Kafka ----------------------------------------------------------------------------------
     def _assign(self, offsets: dict[tuple[str, int], int]) -> KafkaConsumer:
