@@ -59,8 +59,14 @@ def real_world(tmp_path_factory, settings):
 
     root = tmp_path_factory.mktemp("real-catalogue")
     redis_url = settings.redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    local = Settings(data_dir=root / "data", REDIS_URL=redis_url, MLFLOW_TRACKING_URI=None,
-                     topic_predictions=f"t19-real-predictions-{os.getpid()}", **FAST)  # fmt: skip
+    local = Settings(
+        data_dir=root / "data",
+        REDIS_URL=redis_url,
+        MLFLOW_TRACKING_URI=None,
+        topic_predictions=f"t19-real-predictions-{os.getpid()}",
+        train_max_category_levels=16,
+        **FAST,
+    )  # fmt: skip  (60 brands: target-encoded, served from the model's spec)
     now = datetime.now(UTC)
     items = catalogue(400, 60, seed=8, categories=8)
     booked = bookings(items, customers=300, n=9_000, end=now.date(), days=150, seed=8)
@@ -103,6 +109,8 @@ def test_the_minimum_catalogue_trains_registers_and_is_quoted(real_world):
     pricer = Pricer(local)
     pricer.start()
     try:
+        served = pricer.model.current
+        assert served.version == result.version and "brand" in served.spec.encodings  # brand, target-encoded
         start = datetime.now(UTC).date() + timedelta(days=10)
         wanted = [*items["item_id"].head(5).tolist(), "real-no-such-item"]
         priced = pricer.quote([QuoteInput(i, "rc-00001", start, 3) for i in wanted], "http")
