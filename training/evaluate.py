@@ -49,12 +49,13 @@ def group_median(train: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
 
 def linear(train: pd.DataFrame, rows: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
     """Ridge on log price: one-hot categories, log retail price, the other inputs as numbers."""
-    categorical = [c for c in spec.inputs if c in spec.levels] + ["start_month"]
+    categorical = [c for c in spec.inputs if c in spec.levels or c == "start_month"]
     numeric = [c for c in spec.inputs if c not in categorical]
 
     def table(frame: pd.DataFrame) -> pd.DataFrame:
         x = pd.DataFrame(spec.matrix(frame), columns=list(spec.inputs), index=frame.index)
-        x["retail_price"] = np.log(x["retail_price"])
+        if "retail_price" in x:  # unknown (NaN) where the catalogue has none: the imputer fills it
+            x["retail_price"] = np.log(x["retail_price"])
         return x
 
     model = make_pipeline(
