@@ -20,6 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.codec import has_lz4
 from rich.console import Console
 
+from rental.connections import kafka_options
 from rental.progress import progress_bar
 from rental.servers import ServiceError
 from rental.servers.topics import admin_client, ensure_topics
@@ -50,7 +51,7 @@ def run(events: int, partitions: int, batch_kb: int, linger_ms: int, compression
     s = get_settings()
     bootstrap = s.bootstrap_servers
     topic = f"bench.bookings.{uuid.uuid4().hex[:10]}"
-    with admin_client(bootstrap) as admin:
+    with admin_client(s) as admin:
         ensure_topics(admin, {topic: (partitions, 3600 * 1000)})
     try:
         with stderr.status(f"simulating {events:,} booking events ..."):
@@ -58,7 +59,7 @@ def run(events: int, partitions: int, batch_kb: int, linger_ms: int, compression
         message_bytes = sum(len(v) for _, v in payloads) / events
 
         producer = KafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", linger_ms=linger_ms, batch_size=batch_kb * 1024,
+            **kafka_options(s), acks="all", linger_ms=linger_ms, batch_size=batch_kb * 1024,
             compression_type=compression,
         )  # fmt: skip
         failures: list[Exception] = []
@@ -77,7 +78,7 @@ def run(events: int, partitions: int, batch_kb: int, linger_ms: int, compression
             raise ServiceError(f"{len(failures)} sends failed, first: {failures[0]!r}")
 
         consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+            **kafka_options(s), group_id=None, enable_auto_commit=False,
             max_poll_records=10_000, fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
         )  # fmt: skip
         tps = [TopicPartition(topic, p) for p in range(partitions)]
@@ -102,7 +103,7 @@ def run(events: int, partitions: int, batch_kb: int, linger_ms: int, compression
             decode(value)
         decode_s = time.perf_counter() - t0
     finally:
-        with admin_client(bootstrap) as admin:
+        with admin_client(s) as admin:
             admin.delete_topics([topic], raise_errors=False)
     return {
         "produce_events_per_s": round(events / produce_s),

@@ -42,6 +42,7 @@ import typer
 from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 
+from rental.connections import kafka_options
 from rental.settings import get_settings
 from streaming.consumer.joining import fetch_options
 from streaming.events import BookingCreated, encode
@@ -62,7 +63,7 @@ N_PROBES = 20
 
 def _raw_consume_rate(settings, total: int, blocks: bool = False) -> float:
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False, **fetch_options(settings)
+        **kafka_options(settings), enable_auto_commit=False, **fetch_options(settings)
     )  # the stages' own fetch sizes
     size = len  # of a partition's records
     if blocks:  # a partition's blocks of records; the compiled pass loaded before the clock

@@ -41,5 +41,5 @@ def test_first_assignment_holds_every_partition_of_a_new_topic(settings, attempt
         assert listener.calls == [set(range(6))]
     finally:
         consumer.close(autocommit=False)
-        with admin_client(settings.bootstrap_servers) as admin:
+        with admin_client(settings) as admin:
             admin.delete_topics([topic], raise_errors=False)

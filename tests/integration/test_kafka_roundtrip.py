@@ -18,7 +18,9 @@ from datetime import UTC, date, datetime
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from rental.connections import kafka_options
 from rental.servers.kafka import KafkaServer
+from rental.settings import get_settings
 from streaming.events import BookingCancelled, BookingCreated, decode, encode
 from streaming.simulator.history import simulate
 from streaming.simulator.replay import history_events
@@ -47,7 +49,8 @@ def make_events(n: int) -> list[BookingCreated | BookingCancelled]:
 
 def produce(bootstrap: str, topic: str, events: list[BookingCreated | BookingCancelled]) -> dict[str, int]:
     """Send with acks=all keyed by item id; return event_id -> partition from the broker's acks."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10, batch_size=64 * 1024)
+    producer = KafkaProducer(**kafka_options(get_settings(), bootstrap), acks="all", linger_ms=10,
+                             batch_size=64 * 1024)  # fmt: skip
     try:
         futures = [(e.event_id, producer.send(topic, key=e.item_id.encode(), value=encode(e))) for e in events]
         producer.flush(timeout=60)
@@ -59,7 +62,7 @@ def produce(bootstrap: str, topic: str, events: list[BookingCreated | BookingCan
 def consume_all(bootstrap: str, topic: str, group: str, expected: int, timeout_s: float = 120.0) -> list:
     """Read until ``expected`` records arrived (plus a short quiet period), commit, close."""
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+        topic, **kafka_options(get_settings(), bootstrap), group_id=group, auto_offset_reset="earliest",
         enable_auto_commit=False, max_poll_records=2000,
     )  # fmt: skip
     records = []
@@ -133,7 +136,10 @@ def test_roundtrip_and_restart(settings, broker, fresh_topic):
     # The first group's committed offsets survived: it resumes at the end and gets nothing.
     tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     resumed = KafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
+        **kafka_options(get_settings(), bootstrap),
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     try:
         end = resumed.end_offsets(tps)

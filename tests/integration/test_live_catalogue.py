@@ -79,7 +79,7 @@ def test_an_item_listed_while_the_stages_run_counts_and_its_dead_letters_replay(
     world = make_world(tmp_path, settings, history, redis_db=REDIS_DB, RENTAL_STREAM_NOW=NOW.isoformat(),
                        RENTAL_CHECKPOINT_EVERY_S="1", RENTAL_TOPIC_ITEMS=f"test.{run}.items")  # fmt: skip
     s = world.settings
-    with admin_client(s.bootstrap_servers) as admin:
+    with admin_client(s) as admin:
         ensure_topics(admin, {s.topic_items: (s.items_partitions, -1)}, compacted={s.topic_items})
     world.extra_topics.append(s.topic_items)
     consumer = None

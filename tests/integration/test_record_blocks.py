@@ -9,6 +9,8 @@ import random
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from rental.connections import kafka_options
+from rental.settings import get_settings
 from streaming.wire.record_blocks import RecordColumns, read_blocks
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -21,7 +23,8 @@ def _produce(bootstrap: str, topic: str) -> int:
     rng = random.Random(11)
     sent = 0
     for codec in ("lz4", "gzip", None):
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, compression_type=codec)
+        producer = KafkaProducer(**kafka_options(get_settings(), bootstrap), acks="all", linger_ms=20,
+                                 compression_type=codec)  # fmt: skip
         for i in range(PER_CODEC):
             key = rng.choice([None, f"k{i % 50}".encode()])
             value = rng.choice([None, b"", b'{"n":%d}' % i, rng.randbytes(rng.choice([3, 300, 5_000]))])
@@ -36,7 +39,7 @@ def _produce(bootstrap: str, topic: str) -> int:
 
 
 def _read(bootstrap: str, topic: str, starts: dict[int, int], blocks: bool, max_records: int = 700) -> list[tuple]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(**kafka_options(get_settings(), bootstrap), enable_auto_commit=False)
     if blocks:
         read_blocks(consumer)
     partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]

@@ -22,6 +22,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
+from rental.connections import kafka_options
 from streaming.backfill import timeline
 from streaming.consumer.checkpoint import load
 from streaming.events import BookingCreated, encode, to_us
@@ -180,7 +181,7 @@ def test_bad_events_go_to_the_dlq_with_reasons_and_good_ones_after_them_are_proc
         raw
         | {"event_id": f"late-{uuid.uuid4().hex}", "event_time": (good.event_time - timedelta(days=400)).isoformat()}
     ).encode()
-    producer = KafkaProducer(bootstrap_servers=world.settings.bootstrap_servers, acks="all")
+    producer = KafkaProducer(**kafka_options(world.settings), acks="all")
     for payload in bad.values():
         producer.send(world.settings.topic_bookings, key=item.encode(), value=payload)
     producer.send(world.settings.topic_bookings, key=item.encode(), value=encode(good))
@@ -191,7 +192,7 @@ def test_bad_events_go_to_the_dlq_with_reasons_and_good_ones_after_them_are_proc
     consumer = world.consumer("--until-idle", "3")
     assert consumer.wait(timeout=120) == 0, world.logs()
 
-    dlq = KafkaConsumer(world.settings.topic_bookings_dlq, bootstrap_servers=world.settings.bootstrap_servers,
+    dlq = KafkaConsumer(world.settings.topic_bookings_dlq, **kafka_options(world.settings),
                         auto_offset_reset="earliest", consumer_timeout_ms=5000)  # fmt: skip
     letters = sorted((json.loads(r.value) for r in dlq), key=lambda letter: letter["source"]["offset"])
     dlq.close()
@@ -207,7 +208,7 @@ def test_bad_events_go_to_the_dlq_with_reasons_and_good_ones_after_them_are_proc
 
 
 def _members(world, stage: str) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=world.settings.bootstrap_servers)
+    admin = KafkaAdminClient(**kafka_options(world.settings))
     try:
         group = f"{world.settings.consumer_group_prefix}-{stage}"
         return len(admin.describe_groups([group])[group].get("members") or ())

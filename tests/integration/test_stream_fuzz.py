@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from rental.connections import kafka_options
+from rental.settings import get_settings
 from streaming.backfill import timeline
 from streaming.events import EventError, decode, encode, to_us
 from streaming.feature_store.store import feature_store
@@ -97,7 +99,8 @@ def history():
 
 def _group_done(bootstrap_servers: str, group: str, topic: str) -> bool:
     """Every partition of ``topic`` committed to its end by ``group`` (read without joining it)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
+    consumer = KafkaConsumer(**kafka_options(get_settings(), bootstrap_servers), group_id=group,
+                             enable_auto_commit=False)  # fmt: skip
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         ends = consumer.end_offsets(parts)
@@ -109,7 +112,7 @@ def _group_done(bootstrap_servers: str, group: str, topic: str) -> bool:
 def _read_to_end(bootstrap_servers: str, topic: str, timeout_s: float = 60.0) -> list:
     """Every record of ``topic`` up to its end offsets now (not until a quiet spell: a slow
     first fetch on a loaded machine must not look like an empty topic)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+    consumer = KafkaConsumer(**kafka_options(get_settings(), bootstrap_servers), enable_auto_commit=False,
                              fetch_max_bytes=50_000_000)  # fmt: skip
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
@@ -139,7 +142,7 @@ def _run(world, history) -> None:
     goods = [encode(event) for event in good_events]
     bad = _bad_payloads(rng, goods)
     slots = sorted(rng.sample(range(len(goods) + len(bad)), len(bad)))
-    producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", max_request_size=2_000_000)
+    producer = KafkaProducer(**kafka_options(s), acks="all", max_request_size=2_000_000)
     bad_sent, good_iter, bad_iter = [], iter(zip(good_events, goods, strict=True)), iter(bad)
     for at in range(len(goods) + len(bad)):
         if slots and slots[0] == at:

@@ -38,7 +38,7 @@ def test_an_item_listed_live_is_quoted_over_http_without_a_restart(world, served
     finally:
         consumer.terminate()
         consumer.wait(timeout=60)
-        with admin_client(s.bootstrap_servers) as admin:
+        with admin_client(s) as admin:
             admin.delete_topics([s.topic_items], raise_errors=False)
     assert quote["cold_start"] is True and quote["price_per_day"] > 0 and quote["degraded"] is False
     assert consumer.returncode == 0, (s.data_dir / "consumer-listing.log").read_text()[-3_000:]

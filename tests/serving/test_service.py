@@ -20,6 +20,7 @@ from kafka import KafkaConsumer, TopicPartition
 from mlflow import MlflowClient
 
 from bento_service.protos import pricing_pb2, pricing_pb2_grpc
+from rental.connections import kafka_options
 from tests.worlds.serving_world import NEW_ITEM
 from tests.worlds.stream_world import wait_for
 
@@ -154,7 +155,7 @@ def test_health_and_readiness(http):
 def _records(world, request_ids: set[str], timeout_s: float = 30.0) -> dict[str, dict]:
     """The records of these quotes on the world's predictions topic."""
     topic = world.settings.topic_predictions
-    consumer = KafkaConsumer(bootstrap_servers=world.settings.bootstrap_servers, enable_auto_commit=False)
+    consumer = KafkaConsumer(**kafka_options(world.settings), enable_auto_commit=False)
     partitions = [TopicPartition(topic, p) for p in range(world.settings.predictions_partitions)]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
