@@ -153,6 +153,17 @@ class KafkaServer(LocalServer):
                 "run `rental services install` once (fetches them with mvn)"
             )
 
+    listener_protocol = "PLAINTEXT"  # what the broker's client listener speaks
+
+    def start(self, say: Say = quiet) -> bool:
+        if not self.is_external and self.s.kafka_security_protocol != self.listener_protocol:
+            raise ServiceError(
+                f"kafka: the local broker listens with {self.listener_protocol} only, but "
+                f"RENTAL_KAFKA_SECURITY_PROTOCOL={self.s.kafka_security_protocol}: name the secured cluster "
+                "with KAFKA_BOOTSTRAP_SERVERS, or unset the RENTAL_KAFKA_SASL_* and RENTAL_KAFKA_SSL_* settings"
+            )
+        return super().start(say)
+
     def properties(self) -> dict[str, str]:
         """The broker's ``server.properties``: one PLAINTEXT listener on loopback."""
         s, host = self.s, self.s.kafka_host

@@ -54,6 +54,8 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 class SaslSslBroker(KafkaServer):
     """The project's broker with its one client listener on SASL_SSL instead of PLAINTEXT."""
 
+    listener_protocol = "SASL_SSL"
+
     def __init__(self, settings: Settings, keystore, broker_password: str):
         super().__init__(settings)
         self.keystore, self.broker_password = keystore, broker_password

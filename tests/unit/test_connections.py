@@ -238,3 +238,13 @@ def test_a_refused_login_is_named_even_when_kafka_python_saw_only_the_close():
     plaintext = kafka_failure_note(Settings(), [KafkaConnectionError("socket disconnected"), timeout])
     assert plaintext == "; last failure: KafkaConnectionError('socket disconnected')"
     assert kafka_failure_note(s, [timeout]) == ""
+
+
+def test_a_local_broker_is_not_started_for_settings_that_ask_for_a_secured_one(tmp_path, pem):
+    from rental.servers import ServiceError
+    from rental.servers.kafka import KafkaServer
+
+    s = _settings(data_dir=str(tmp_path), kafka_security_protocol="SSL", kafka_ssl_cafile=str(pem))
+    with pytest.raises(ServiceError, match=r"local broker listens with PLAINTEXT only.*KAFKA_BOOTSTRAP_SERVERS"):
+        KafkaServer(s).start()
+    assert not (tmp_path / "services").exists()  # refused before anything was written
