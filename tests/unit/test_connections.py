@@ -248,3 +248,28 @@ def test_a_local_broker_is_not_started_for_settings_that_ask_for_a_secured_one(t
     with pytest.raises(ServiceError, match=r"local broker listens with PLAINTEXT only.*KAFKA_BOOTSTRAP_SERVERS"):
         KafkaServer(s).start()
     assert not (tmp_path / "services").exists()  # refused before anything was written
+
+
+def test_services_status_and_up_print_no_password(tmp_path):
+    from typer.testing import CliRunner
+
+    from rental.servers.cli import app
+    from rental.settings import get_settings
+
+    url = f"redis://app:{quote(PASSWORD, safe='')}@127.0.0.1:1/0"  # nothing listens on port 1
+    env = {"REDIS_URL": url, "RENTAL_DATA_DIR": str(tmp_path), "RENTAL_KAFKA_SASL_PASSWORD": "kafka-secret",
+           "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}  # fmt: skip
+    outputs = []
+    for args in (["status", "redis"], ["up", "redis"], ["status", "kafka"]):
+        get_settings.cache_clear()
+        try:
+            outputs.append(CliRunner().invoke(app, args, env=env, terminal_width=200))
+        finally:
+            get_settings.cache_clear()
+    status, up, kafka = outputs
+    assert status.exit_code == 0 and "unreachable" in status.output and "redis://app:***@127.0.0.1" in status.output
+    assert up.exit_code == 1 and "no Redis answers at redis://app:***@127.0.0.1:1/0" in up.output
+    assert kafka.exit_code == 1 and "RENTAL_KAFKA_SASL_PASSWORD set, but" in kafka.output  # refused, named
+    for result in outputs:
+        assert PASSWORD not in result.output and quote(PASSWORD, safe="") not in result.output
+        assert "kafka-secret" not in result.output
