@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rental.connections import mask_url
 from rental.progress import progress_bar
 from rental.settings import get_settings
 
@@ -85,4 +86,4 @@ def train(
     for reason in result.decision.reasons:
         console.print(f"  - {reason}")
     console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
-    console.print(f"MLflow: {settings.mlflow_tracking_uri}, experiment {settings.train_experiment!r}")
+    console.print(f"MLflow: {mask_url(settings.mlflow_tracking_uri)}, experiment {settings.train_experiment!r}")
