@@ -1,0 +1,1 @@
+"""When failing windows become one retrain request, and where it goes."""
