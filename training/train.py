@@ -142,9 +142,6 @@ def run_training(settings: Settings, engine: str | None = None, step: Step = lam
         from monitoring.reference import log_reference  # what monitoring checks this model's quotes against
 
         log_reference(valid, ev.predictions["model"], fitted.spec.feature_names, settings.monitor_reference_rows)
-        from monitoring.reference import log_reference  # what monitoring checks this model's quotes against
-
-        log_reference(valid, ev.predictions["model"], fitted.spec.feature_names, settings.monitor_reference_rows)
         step("registering and gating")
         version = log_and_register(fitted.booster, fitted.spec, valid, settings)
         decision = gate_and_promote(settings, version, ev.metrics["mae"], ev.best_baseline, valid)
