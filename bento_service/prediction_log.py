@@ -8,6 +8,10 @@ quarter of its quotes per second in GIL hand-offs between the request thread and
 When Kafka is down the thread keeps trying to connect while the deque holds what arrives;
 a full deque drops records, and failed sends are counted too, so ``/health`` says how many
 quotes could not be logged. Quotes are answered either way.
+
+``reachable`` is what ``/health`` reports as ``kafka``: connected, and no quote has waited
+longer than ``serve_log_unreachable_s`` without any delivery. A producer, once made, stays
+"connected" through an outage while its sends time out, so being connected alone said nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ class PredictionLog:
         self._producer = None
         # Each counter has one writer (the request path, this thread, or the producer's thread).
         self.dropped = self.attempted = self.not_encoded = self.logged = self.not_sent = 0
+        self._unreachable_s = settings.serve_log_unreachable_s
+        # Monotonic times: the last delivery Kafka acknowledged, and the last moment nothing waited.
+        self._delivered_at = self._idle_at = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
 
@@ -53,6 +60,16 @@ class PredictionLog:
     @property
     def connected(self) -> bool:
         return self._producer is not None
+
+    @property
+    def reachable(self) -> bool:
+        """Connected, and quotes are delivered: none has waited ``serve_log_unreachable_s`` while
+        no delivery came back (an idle log with nothing waiting is reachable)."""
+        if not self.connected:
+            return False
+        if self.pending == 0:
+            return True
+        return time.monotonic() - max(self._delivered_at, self._idle_at) <= self._unreachable_s
 
     @property
     def pending(self) -> int:
@@ -87,6 +104,8 @@ class PredictionLog:
                 if self._producer is None:
                     self._stop.wait(RECONNECT_S)
                     continue
+            if self.pending == 0:
+                self._idle_at = time.monotonic()
             waiting = self._waiting
             for _ in range(len(waiting)):
                 self._send(waiting.popleft())
@@ -105,6 +124,7 @@ class PredictionLog:
 
     def _sent(self, _metadata) -> None:
         self.logged += 1
+        self._delivered_at = time.monotonic()
 
     def _not_sent(self, exc) -> None:
         self.not_sent += 1

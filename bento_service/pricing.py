@@ -124,12 +124,13 @@ class Pricer:
     def health(self) -> dict:
         redis = self.features.ping()
         model = self.model.current
-        status = "ok" if model is not None and redis and self.log.connected else "degraded"
+        kafka = self.log.reachable
+        status = "ok" if model is not None and redis and kafka else "degraded"
         if model is None or not redis:
             status = "unavailable"
         return {
             "status": status, "model_version": model.version if model else None, "model_error": self.model.error,
-            "redis": redis, "kafka": self.log.connected, "predictions_logged": self.log.logged,
+            "redis": redis, "kafka": kafka, "predictions_logged": self.log.logged,
             "predictions_pending": self.log.pending, "predictions_unlogged": self.log.unlogged,
             "requests_priced": self.requests_priced, "pricing_calls": self.pricing_calls,
         }  # fmt: skip

@@ -215,6 +215,9 @@ class Settings(BaseSettings):
     serve_redis_timeout_s: float = Field(default=0.25, gt=0, description="a slower Redis answer means unavailable")
     serve_fallback_items: int = Field(default=20_000, ge=0, description="last-known features kept for Redis outages")
     serve_log_queue: int = Field(default=50_000, ge=1, description="quotes waiting for Kafka before they are dropped")
+    serve_log_unreachable_s: float = Field(
+        default=10.0, gt=0, description="quotes waiting this long with none delivered: /health says kafka false"
+    )
 
     # Monitoring (monitoring/): the prediction log joins each quote on ``predictions`` with its
     # outcome on ``bookings``. Times are event times: a quote's ``quoted_at``, a booking's ``event_time``.
