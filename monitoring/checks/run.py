@@ -33,19 +33,21 @@ class CheckRun:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _read(settings: Settings, table: str, start: datetime | None = None, end: datetime | None = None, **kw):
-    from monitoring.log.store import read
-
-    return read(settings, table, start, end, **kw)
-
-
 def log_span(settings: Settings, since: datetime | None) -> tuple[datetime | None, datetime | None]:
-    """(first quote time to check from, the end of the newest closed window)."""
-    outcomes = _read(settings, "outcomes", since)
+    """(first quote time to check from, the end of the newest closed window). The log's
+    watermark says how far outcomes are final; without a checkpoint yet (a log written by other
+    means), the newest outcome row's ``closed_at`` does."""
+    from monitoring.log import read_outcomes, read_status
+
+    outcomes = read_outcomes(settings, since)
     if outcomes.empty:
         return None, None
     first = outcomes["quoted_at"].min() if since is None else since
-    until = closed_until(outcomes["closed_at"].max(), timedelta(seconds=settings.monitor_outcome_window_s))
+    status = read_status(settings)
+    final = outcomes["closed_at"].max()
+    if status and status.get("watermark"):
+        final = pd.Timestamp(status["watermark"], unit="us", tz="UTC")
+    until = closed_until(final, timedelta(seconds=settings.monitor_outcome_window_s))
     return pd.Timestamp(first).to_pydatetime(), until
 
 
@@ -100,10 +102,12 @@ def run_checks(settings: Settings, until: datetime | None = None, on_window: Cal
 
 def _check_one(settings: Settings, state: PolicyState, window: Window, references: dict,
                dlq_rate: Callable | None) -> WindowResult | None:  # fmt: skip
-    quotes = _read(settings, "quotes", window.start, window.end)
+    from monitoring.log import read_outcomes, read_quotes
+
+    quotes = read_quotes(settings, window.start, window.end)
     if quotes.empty:
         return None
-    outcomes = _read(settings, "outcomes", window.start, window.end)
+    outcomes = read_outcomes(settings, window.start, window.end)
     version, quotes, outcomes = _champion_rows(quotes, outcomes)
     if version not in references:
         references[version] = load_reference(settings, version)

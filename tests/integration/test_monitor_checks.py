@@ -110,7 +110,8 @@ def test_no_shift_many_windows_no_request(world, tmp_path, fresh_topic, receiver
 )  # fmt: skip
 def test_each_shift_raises_one_request_in_time(world, tmp_path, fresh_topic, receiver, name, reason, category):
     topic = fresh_topic(1)
-    s = scenario(world, name, tmp_path, topic, receiver.url, mw.SHIFT_START - mw.WINDOW)
+    until = mw.SHIFT_START + DETECT_WITHIN * mw.WINDOW + timedelta(days=1)  # the day after closes the last
+    s = scenario(world, name, tmp_path, topic, receiver.url, mw.SHIFT_START - mw.WINDOW, until)
     done = run_checks(s, dlq=False)
     assert done.problems == []
     on_topic = requests_on(s, topic)
