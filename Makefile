@@ -79,6 +79,9 @@ train: python-deps ## train a candidate on the history, log it to MLflow, promot
 bench-train: services-up ## training set + XGBoost on 1,000,000 skewed bookings: times, memory, MAE (one JSON line)
 	$(PY) -m tests.benchmarks.train_bench
 
+bench-monitor: services-up ## monitoring checks: a 10,000-quote window's time and memory, windows to catch each shift, false alarms (one JSON line)
+	$(PY) -m tests.benchmarks.monitor_bench
+
 serve: services-up ## the pricing service: HTTP on :3000 (OpenAPI at /docs), gRPC on :50051, the champion model
 	$(RENTAL) serve
 

@@ -75,3 +75,8 @@ def run(
     console.print(f"monitor stopped at checkpoint #{monitor.seq}: {c['quotes_logged']:,} quotes and "
                   f"{c['outcomes_logged']:,} outcomes logged, {c['rejected']:,} rejected, "
                   f"in {settings.monitor_log_dir}")  # fmt: skip
+
+
+from monitoring.checks.commands import register as _register_checks  # noqa: E402  (check, status, ui)
+
+_register_checks(app)
