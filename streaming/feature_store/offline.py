@@ -91,9 +91,10 @@ def write_rows(settings: Settings, view: str, rows: list[dict] | pd.DataFrame | 
         return []
     table = to_table(view, rows)
     key, labels = _partitions(table[EVENT_TIMESTAMP].cast(pa.int64()).to_numpy() // 86_400_000_000)
+    order = None
     if (key[1:] != key[:-1]).sum() >= len(labels):  # one reorder (rows keep their order within a partition)
         order = np.argsort(key, kind="stable")
-        table, key = table.take(order), key[order]
+        key = key[order]
     change = np.flatnonzero(key[1:] != key[:-1]) + 1  # each partition's rows are now one run
     starts, ends = np.concatenate([[0], change]), np.append(change, len(key))
     targets = [view_dir(settings, view) / f"date={labels[k]}" / f"{tag}-{uuid.uuid4().hex[:12]}.parquet"
@@ -103,7 +104,11 @@ def write_rows(settings: Settings, view: str, rows: list[dict] | pd.DataFrame | 
         target = targets[i]
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
-        _write_parquet(table.slice(starts[i], ends[i] - starts[i]), tmp, compression)
+        # A partition's rows gathered as it is written, not the whole table reordered first: a
+        # year caught up in one checkpoint would hold a second copy of every row.
+        part = (table.slice(starts[i], ends[i] - starts[i]) if order is None
+                else table.take(order[starts[i] : ends[i]]))  # fmt: skip
+        _write_parquet(part, tmp, compression)
         os.replace(tmp, target)
         return target
 
