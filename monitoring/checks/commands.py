@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -62,11 +63,15 @@ class _Latest:
 
 def _registry(settings):
     from monitoring.alerts.policy import PolicyState, state_path
+    from monitoring.log import read_status
     from monitoring.views.metrics import registry_for
     from monitoring.views.store import latest_windows
 
     state = PolicyState.load(state_path(settings))
-    return registry_for(latest_windows(settings, 1), len(state.sent), None)
+    status = read_status(settings) or {}
+    newest = (status.get("newest") or {}).get("quotes")  # the log's newest quote (µs): how far behind it is
+    newest_at = datetime.fromtimestamp(newest / 1e6, UTC) if newest else None
+    return registry_for(latest_windows(settings, 1), len(state.sent), newest_at)
 
 
 def _write_metrics(settings) -> None:

@@ -315,8 +315,9 @@ def check_window(window: Window, model_version: str, quotes: pd.DataFrame, outco
         return result
     judged = len(quotes) >= s.monitor_min_rows
     if judged:
+        inputs = [n for n in reference.inputs if n not in s.train_excluded_features]  # what the model reads
         snapshots, figures, checks = drift_report(
-            quotes, reference.quotes, reference.inputs, s, s.monitor_min_category_rows, window.end
+            quotes, reference.quotes, inputs, s, s.monitor_min_category_rows, window.end
         )
         result.snapshots |= snapshots
         result.figures |= figures

@@ -23,9 +23,34 @@ def add_snapshots(settings: Settings, snapshots: dict) -> None:
 
     workspace = Workspace.create(str(workspace_dir(settings)))
     found = workspace.search_project(PROJECT)
-    project = found[0] if found else workspace.create_project(PROJECT, description="drift, quality, data health")
+    if found:
+        project = found[0]
+    else:
+        project = workspace.create_project(PROJECT, description="drift, quality, data health")
+        _dashboard(project)
     for snapshot in snapshots.values():
         workspace.add_run(project.id, snapshot, include_data=False)
+
+
+# The figures over time, one line each: (title, metric, labels). The quality metrics are
+# MeanValue over the columns ``checks/frames.py`` derives; drift is the drift report's.
+PANELS = (
+    ("price bias: mean ln(paid / quoted)", "MeanValue", {"column": "log_ratio"}),
+    ("MAPE of quoted against paid", "MeanValue", {"column": "ape"}),
+    ("MAE of quoted against paid", "MeanValue", {"column": "abs_error"}),
+    ("share of the model's features drifted", "DriftedColumnsCount", {"value_type": "share"}),
+    ("drift of the quoted price (Wasserstein)", "ValueDrift", {"column": "prediction"}),
+    ("degraded quotes", "MeanValue", {"column": "degraded"}),
+)
+
+
+def _dashboard(project) -> None:
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import line_plot_panel
+
+    for title, metric, labels in PANELS:
+        panel = line_plot_panel(title, [PanelMetric(legend=title, metric=metric, metric_labels=labels)], size="half")
+        project.dashboard.add_panel(panel, tab="over time")
 
 
 def ui_command(settings: Settings, host: str = "127.0.0.1") -> tuple[list[str], dict[str, str]]:

@@ -214,3 +214,19 @@ def test_dead_letter_rate_from_the_topics_offsets(settings, fresh_topic):
     window = Window(now - timedelta(minutes=5), now + timedelta(minutes=5))
     assert dlq_rate(s, window) == pytest.approx(1 / 100)
     assert dlq_rate(s, Window(now - timedelta(hours=3), now - timedelta(hours=2))) is None  # nothing then
+
+
+def test_a_champion_without_a_logged_reference_is_checked_against_its_first_windows(world, tmp_path, fresh_topic):
+    topic = fresh_topic(1)
+    quotes, outcomes = (f.assign(model_version="unregistered") for f in (world.quotes["none"], world.outcomes["none"]))
+    s = world.scenario_settings("none", tmp_path / "fallback", topic_retrain_requests=topic)
+    until = pd.Timestamp(mw.T0 + 5 * mw.WINDOW + timedelta(days=1))
+    mw.write_log(s, quotes[quotes["quoted_at"] < until], outcomes[outcomes["quoted_at"] < until])
+    done = run_checks(s, dlq=False)
+    fallback = s.monitor_fallback_windows
+    assert [r.status for r in done.results] == ["learning"] * fallback + ["ok"] * (5 - fallback)
+    assert [r.reference for r in done.results] == ["none yet"] * fallback + ["first windows"] * (5 - fallback)
+    assert (s.monitor_dir / "references" / "unregistered" / "reference.parquet").exists()
+    judged = done.results[-1]
+    assert {c.name for c in judged.checks} >= {"price_bias", "booking_rate", "feature_drift"}
+    assert all(c.passed is not False for c in judged.checks if c.alarm) and done.requests == []
