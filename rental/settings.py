@@ -257,11 +257,21 @@ class Settings(BaseSettings):
     monitor_fallback_windows: int = Field(
         default=3, ge=1, description="without a logged reference: the first windows this many after promotion are it"
     )
-    monitor_num_drift_method: str = Field(default="wasserstein", description="numerical features (normed distance)")
+    # Evidently's drift methods: for p-value methods (ks, chisquare, ...) drift is a score below the
+    # threshold, for distances (wasserstein, jensenshannon, psi, ...) at or above it.
+    monitor_num_drift_method: Literal[
+        "wasserstein", "ks", "psi", "kl_div", "jensenshannon", "anderson", "cramer_von_mises", "hellinger",
+        "mannw", "ed", "es", "t_test", "empirical_mmd"
+    ] = Field(default="wasserstein", description="numerical features (normed Wasserstein: a distance in stds)")  # fmt: skip
     monitor_num_drift_threshold: float = Field(default=0.1, gt=0)
-    monitor_cat_drift_method: str = Field(default="jensenshannon", description="categorical features")
+    monitor_cat_drift_method: Literal[
+        "jensenshannon", "chisquare", "z", "psi", "kl_div", "TVD", "hellinger", "fisher_exact", "g_test"
+    ] = Field(default="jensenshannon", description="categorical features")  # fmt: skip
     monitor_cat_drift_threshold: float = Field(default=0.1, gt=0)
-    monitor_prediction_drift_method: str = Field(default="wasserstein")
+    monitor_prediction_drift_method: Literal[
+        "wasserstein", "ks", "psi", "kl_div", "jensenshannon", "anderson", "cramer_von_mises", "hellinger",
+        "mannw", "ed", "es", "t_test", "empirical_mmd"
+    ] = Field(default="wasserstein")  # fmt: skip
     monitor_prediction_drift_threshold: float = Field(default=0.1, gt=0)
     monitor_drift_share: float = Field(default=0.5, gt=0, le=1, description="drifted features that make a drift")
     monitor_drift_alarms: bool = Field(default=False, description="drift checks fail windows (else shown only)")

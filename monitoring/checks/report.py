@@ -120,7 +120,7 @@ class _Results:
 
 # Methods whose score is a p-value (drift below the threshold); the others are distances.
 P_VALUE_METHODS = {"ks", "chisquare", "z", "fisher_exact", "g_test", "mannw", "t_test", "cramer_von_mises",
-                   "anderson", "epps_singleton", "empirical_mmd"}  # fmt: skip
+                   "anderson", "es", "empirical_mmd"}  # fmt: skip
 
 
 def _drifted(results: _Results, metric, method: str, threshold: float) -> bool:
