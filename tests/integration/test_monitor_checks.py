@@ -230,3 +230,62 @@ def test_a_champion_without_a_logged_reference_is_checked_against_its_first_wind
     judged = done.results[-1]
     assert {c.name for c in judged.checks} >= {"price_bias", "booking_rate", "feature_drift"}
     assert all(c.passed is not False for c in judged.checks if c.alarm) and done.requests == []
+
+
+def test_checks_read_the_log_the_monitor_writes(world, tmp_path, fresh_topic):
+    """End to end from the topics: quotes as the service publishes them and bookings as the app
+    does, logged by `rental monitor run`'s consumer, then checked."""
+    from bento_service.schemas import PredictionRecord
+    from monitoring.log.consumer import Monitor
+    from streaming.events import BookingCreated
+
+    predictions, bookings, requests = fresh_topic(2), fresh_topic(2), fresh_topic(1)
+    s = world.scenario_settings("none", tmp_path / "e2e", topic_predictions=predictions, topic_bookings=bookings,
+                                topic_retrain_requests=requests, monitor_idle_s=1.0)  # fmt: skip
+    end = mw.T0 + 3 * mw.WINDOW
+    quotes, outcomes = world.quotes["none"], world.outcomes["none"]
+    quotes, outcomes = (
+        quotes[quotes["quoted_at"] < pd.Timestamp(end)],
+        outcomes[outcomes["quoted_at"] < pd.Timestamp(end)],
+    )
+    features = [c for c in quotes.columns if c.startswith("f_")]
+    producer = KafkaProducer(**kafka_options(s), linger_ms=20)
+    for q, paid, booking in zip(
+        quotes.to_dict("records"), outcomes["paid_per_day"], outcomes["booking_id"], strict=True
+    ):
+        record = PredictionRecord(
+            request_id=q["request_id"], quoted_at=q["quoted_at"], protocol="http", item_id=q["item_id"],
+            customer_id=q["customer_id"], rental_start=q["rental_start"], rental_days=q["rental_days"],
+            features={c[2:]: (None if pd.isna(q[c]) else q[c]) for c in features}, price_per_day=q["price_per_day"],
+            total_price=q["total_price"], currency="GBP", model_version=q["model_version"],
+            features_as_of=q["features_as_of"], degraded=False, cold_start=bool(q["cold_start"]), latency_ms=2.0,
+        )  # fmt: skip
+        producer.send(predictions, key=q["item_id"].encode(), value=record.model_dump_json().encode())
+        booked = BookingCreated(
+            event_id=f"e-{booking}", item_id=q["item_id"], customer_id=q["customer_id"], booking_id=booking,
+            event_time=q["quoted_at"] + timedelta(minutes=1), rental_start=q["rental_start"],
+            rental_days=q["rental_days"], price_per_day=paid,
+        )  # fmt: skip
+        producer.send(bookings, key=q["item_id"].encode(), value=booked.model_dump_json().encode())
+    later = BookingCreated(
+        event_id="e-later",
+        item_id="item_x",
+        customer_id="cust_x",
+        booking_id="bk_later",
+        event_time=end + mw.WINDOW,
+        rental_start=(end + mw.WINDOW).date(),
+        rental_days=2,
+        price_per_day=10.0,
+    )  # fmt: skip  (moves the watermark past the last window)
+    producer.send(bookings, key=b"item_x", value=later.model_dump_json().encode())
+    producer.flush()
+    producer.close()
+
+    Monitor(s).run(max_seconds=120, until_idle=3)
+    done = run_checks(s, dlq=False)
+    assert [r.window.start for r in done.results] == [mw.T0 + k * mw.WINDOW for k in range(3)]
+    for r in done.results:
+        assert r.status == "ok" and r.reference == "mlflow", [c.name for c in r.failed]
+        assert r.booked == r.quotes > s.monitor_min_rows  # every quote here was booked by its customer
+        assert r.figures["booking_rate"] == 1.0 and r.figures["feature_age_p95_s"] < 60
+    assert requests_on(s, requests) == []
