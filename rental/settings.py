@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     stream_max_poll_records: int = Field(default=50_000, ge=1)
     stream_poll_timeout_ms: int = 100
     checkpoint_every_s: float = Field(default=10.0, gt=0, description="state saved and offsets committed")
+    checkpoint_max_rows: int = Field(
+        default=300_000,
+        ge=1,
+        description="feature rows a stage holds for the offline store before it checkpoints early",
+    )
     stream_background_nice: int = Field(
         default=5,
         ge=0,

@@ -89,16 +89,21 @@ class Committer:
     def due(self, n: int, caught_up: bool) -> bool:
         """After a poll of ``n`` records: is a checkpoint due and none still being written?
 
-        Periodically, and as soon as a burst is drained (an empty poll, or the poll that caught
-        up with a backlog), so offsets and the offline store catch up with Redis within a
-        second of the stream going quiet. While the previous checkpoint is still being written
+        Periodically, once ``checkpoint_max_rows`` rows wait for the offline store, and as soon
+        as a burst is drained (an empty poll, or the poll that caught up with a backlog), so
+        offsets and the offline store catch up with Redis within a second of the stream going
+        quiet. While the previous checkpoint is still being written
         the next one waits, rather than the loop."""
         self._since_checkpoint += n
         self._catching_up |= n >= self.settings.stream_max_poll_records  # a full poll: a backlog
         since = time.monotonic() - self.last_checkpoint
         drained = n == 0 or (caught_up and self._catching_up)
-        due = since >= self.settings.checkpoint_every_s or (
-            drained and self._since_checkpoint and since >= DRAINED_CHECKPOINT_S
+        due = (
+            since >= self.settings.checkpoint_every_s
+            or (drained and self._since_checkpoint and since >= DRAINED_CHECKPOINT_S)
+            # Catching up, a stage makes rows faster than a period bounds: the rows it holds for
+            # the offline store, and the checkpoint writer's encoding of them, stay bounded.
+            or self.rows.held >= self.settings.checkpoint_max_rows
         )
         return bool(due) and not self.saver.busy
 

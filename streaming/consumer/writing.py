@@ -20,6 +20,7 @@ class RowWriter:
     def __init__(self, view: str, online: OnlineWriter, counters: Counters):
         self.view, self.online, self.counters = view, online, counters
         self.offline_rows: list[pa.Table] = []
+        self.held = 0  # rows in offline_rows
 
     def write(self, parts: Iterable[PartitionState]) -> None:
         engines = [part.pipeline.engines[self.view] for part in parts]
@@ -28,8 +29,9 @@ class RowWriter:
             rows = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
             self.counters.rows_online += self.online.write(self.view, rows)
             self.offline_rows.append(rows)
+            self.held += len(rows)
 
     def take_offline(self) -> pa.Table | None:
         """The rows kept since the last call, as one table (None if there are none)."""
-        tables, self.offline_rows = self.offline_rows, []
+        tables, self.offline_rows, self.held = self.offline_rows, [], 0
         return pa.concat_tables(tables) if tables else None
