@@ -1,6 +1,7 @@
 """A real-like catalogue (item_id, brand, category; free words; thousands of brands) goes through
-`rental history load`, the backfill, `rental train` and a quote; its text never breaks a metric
-name; and quoting an item from its attributes alone beats its brand's median on held-out items."""
+`rental history load`, the backfill, `rental train`, the Pricer and `bentoml serve` (HTTP and gRPC);
+its text never breaks a metric name; and quoting an item from its attributes alone beats its
+brand's median on held-out items."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def real_world(tmp_path_factory, settings):
     redis_py.Redis.from_url(redis_url).close()
 
 
-def test_the_minimum_catalogue_trains_registers_and_is_quoted(real_world):
+def test_the_minimum_catalogue_trains_registers_and_is_quoted(real_world, tmp_path):
     from bento_service.pricing import Pricer, QuoteInput
     from training.train import run_training
 
@@ -119,6 +120,35 @@ def test_the_minimum_catalogue_trains_registers_and_is_quoted(real_world):
         assert pricer.quote([], "http").quotes == []  # zero rows: an empty answer
     finally:
         pricer.close()
+    _served_over_http_and_grpc(local, items, result.version, tmp_path)
+
+
+def _served_over_http_and_grpc(local: Settings, items: pd.DataFrame, version: str, tmp_path) -> None:
+    """`bentoml serve` (as `rental serve` runs it) on the minimum catalogue's model: a quote over
+    HTTP and the same over gRPC, for an item whose category is one of the nasty names."""
+    from bento_service.protos import pricing_pb2, pricing_pb2_grpc
+    from rental.servers.pricing import start, stop
+    from tests.worlds.serving_world import world_env
+
+    env = world_env(local.data_dir, local.redis_url, RENTAL_TOPIC_PREDICTIONS=local.topic_predictions,
+                    RENTAL_SERVE_WORKERS="1")  # fmt: skip
+    nasty = items[items["category"].isin(NASTY)]["item_id"].iloc[0]
+    start_date = (datetime.now(UTC).date() + timedelta(days=10)).isoformat()
+    served = start(env, tmp_path / "serve.log")
+    try:
+        with served.http_client(timeout=10) as http:
+            answer = http.post("/predict", json={"item_id": nasty, "rental_start": start_date, "rental_days": 3})
+            assert answer.status_code == 200, answer.text
+            quote = answer.json()
+            assert quote["model_version"] == version and quote["price_per_day"] > 0
+            assert http.post("/predict_batch", json={"items": []}).status_code == 400  # minItems: 1, stated
+        with served.grpc_channel() as channel:
+            stub = pricing_pb2_grpc.PricingServiceStub(channel)
+            by_grpc = stub.Predict(pricing_pb2.PredictRequest(item_id=nasty, rental_start=start_date, rental_days=3),
+                                   timeout=10)  # fmt: skip
+        assert by_grpc.price_per_day == pytest.approx(quote["price_per_day"], abs=0.01)
+    finally:
+        stop(served)
 
 
 def test_a_history_too_short_for_the_time_split_still_reports_attributes_against_brand_median(real_world):
