@@ -7,6 +7,7 @@ import subprocess
 import pytest
 import yaml
 
+from rental.servers.topics import project_topics
 from rental.settings import REPO_ROOT, Settings
 
 
@@ -14,7 +15,10 @@ def test_compose_creates_the_topics_the_settings_define():
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     script = compose["services"]["kafka-topics"]["command"][0]
     created = {name: (int(p), int(r)) for name, p, r in re.findall(r"^\s*create (\S+) (\d+) (\d+)$", script, re.M)}
-    assert created == Settings().topic_specs()
+    compacted = {name: (int(p), -1) for name, p in re.findall(r"^\s*compacted (\S+) (\d+)$", script, re.M)}
+    specs, wanted_compacted = project_topics(Settings())
+    assert created | compacted == specs
+    assert set(compacted) == wanted_compacted
 
 
 def test_compose_services_have_healthchecks_and_volumes():
