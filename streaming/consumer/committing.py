@@ -92,8 +92,8 @@ class Committer:
         Periodically, once ``checkpoint_max_rows`` rows wait for the offline store, and as soon
         as a burst is drained (an empty poll, or the poll that caught up with a backlog), so
         offsets and the offline store catch up with Redis within a second of the stream going
-        quiet. While the previous checkpoint is still being written
-        the next one waits, rather than the loop."""
+        quiet. While the previous checkpoint is still being written the next one waits, rather
+        than the loop."""
         self._since_checkpoint += n
         self._catching_up |= n >= self.settings.stream_max_poll_records  # a full poll: a backlog
         since = time.monotonic() - self.last_checkpoint

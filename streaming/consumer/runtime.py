@@ -7,6 +7,7 @@ way, through ``run_one``.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -66,6 +67,7 @@ class StageInputs(NamedTuple):
         from streaming.feature_store.store import feature_store
 
         inputs = cls(load_catalogue(settings), feature_store(settings))
+        gc.collect()  # the catalogue's table and frames, before their pages go back
         give_back_memory()  # what reading the catalogue freed, before any stage forks from here
         return inputs
 

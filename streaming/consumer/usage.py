@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
 import resource
 from pathlib import Path
 
@@ -19,8 +18,9 @@ def give_back_memory() -> None:
     """Return freed heap to the system: Arrow's pool and glibc's malloc both keep what they
     freed for reuse, and a stage forked from a process holding ~100 MB of such pages (what
     reading and validating a 100,000-item catalogue leaves) carries them in every process.
-    Cheap (a few ms): run after loading, and after each checkpoint hands its rows to the child."""
-    gc.collect()
+    Cheap (a few ms): run after loading, and after each checkpoint hands its rows to the child.
+    It frees nothing itself: what is unreachable must be released first (a stage's cyclic
+    garbage is the runner's to collect, on its own schedule)."""
     pa.default_memory_pool().release_unused()
     if _TRIM is not None:
         _TRIM(0)

@@ -159,6 +159,11 @@ def _catch_up(world, env: dict[str, str]) -> dict:
     return stats
 
 
+def _largest(runs: list[dict], field: str, names: list[str]) -> dict[str, int]:
+    """Each named process's largest sampled ``field`` (MB) over the runs."""
+    return {name: round(max(run["memory"].get(name, {field: 0})[field] for run in runs)) for name in names}
+
+
 def _measure(world, history, config, probes: list[str], rate: float, seconds: float, repeats: int) -> tuple:
     """The runs, in the world's own topics: (events, raw rates, raw batch-read rate, each
     consumer run's stats, freshness latencies)."""
@@ -223,14 +228,9 @@ def main(
     # Sampled from /proc (tests.benchmarks.process_memory): each process's peak PSS, its fair
     # share of the pages it shares with the processes it was forked from or forked; the
     # checkpoint writers' RSS; and the whole consumer's peak, the sum of its processes' PSS.
-    process_peak_pss_mb = {
-        name: round(max(run["memory"].get(name, {"pss": 0})["pss"] for run in runs))
-        for name in sorted({n for run in runs for n in run["memory"]})
-    }
-    writer_peak_rss_mb = {
-        name: round(max(run["memory"].get(name, {"rss": 0})["rss"] for run in runs))
-        for name in sorted({n for run in runs for n in run["memory"] if n.endswith(" writers")})
-    }
+    sampled = sorted({name for run in runs for name in run["memory"]})
+    process_peak_pss_mb = _largest(runs, "pss", sampled)
+    writer_peak_rss_mb = _largest(runs, "rss", [name for name in sampled if name.endswith(" writers")])
     consumer_peak_total_pss_mb = round(max(run["total_pss_mb"] for run in runs))
 
     slowest = sorted(range(len(latencies)), key=latencies.__getitem__)[-5:]
