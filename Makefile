@@ -10,7 +10,8 @@ PYTEST_ARGS ?=
 
 .PHONY: help install python-deps system-deps services-up services-down services-status \
         demo test test-unit test-integration lint format bench-kafka bench-stream train bench-train \
-        serve bench-serve proto bento bento-requirements clean
+        serve bench-serve proto bento bento-requirements clean \
+        docker-deps docker-base container
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -100,3 +101,10 @@ bento: python-deps bento-requirements ## `bentoml build`; then `bentoml containe
 
 clean: services-down ## stop services and remove generated data (fetched jars stay cached)
 	rm -rf data .pytest_cache .ruff_cache
+
+docker-deps: ## Debian's Docker Engine (docker.io) and debootstrap, when missing
+	@{ docker info >/dev/null 2>&1 || command -v dockerd >/dev/null; } && command -v debootstrap >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker.io debootstrap; }
+
+docker-base: docker-deps ## start a Docker Engine unless one answers; pull or build rental/debian:bookworm and python:3.11-slim
+	deploy/docker/base_images.sh
