@@ -38,6 +38,10 @@ def train(
     engine: Annotated[
         str | None, typer.Option(help="Point-in-time join: asof (DuckDB, default) or feast (small sets).")
     ] = None,
+    reproduce: Annotated[
+        str | None, typer.Option(metavar="RUN_ID", help="Rebuild this run from its logged lineage and compare.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="With --reproduce: go on when the logged inputs differ.")] = False,
 ) -> None:
     """Train a candidate on the booking history; it becomes champion only through the gate."""
     from training.feature_spec import TrainingDataError
@@ -45,6 +49,10 @@ def train(
 
     settings = get_settings()
     quiet_libraries()
+    if reproduce:  # registers nothing, moves no alias (training/reproduce.py)
+        from training.reproduce import reproduce_command
+
+        raise typer.Exit(reproduce_command(settings, reproduce, force, engine, console))
     try:
         with progress_bar(console) as bar:
             stage = bar.add_task("starting", total=None)

@@ -1,4 +1,4 @@
-"""MLflow: where runs go, and what makes a run reproducible (code version, data digest).
+"""MLflow: where runs go, and the code version a run was trained from (``lineage.py`` logs the rest).
 
 With the default SQLite backend the experiment's artifacts go under the data dir, not into an
 ``mlruns`` folder of whatever directory the command ran in.
@@ -6,6 +6,7 @@ With the default SQLite backend the experiment's artifacts go under the data dir
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 
 import mlflow
@@ -30,14 +31,23 @@ def use_tracking(settings: Settings) -> str:
 
 
 def code_version() -> dict[str, str]:
-    """The git commit the code came from, and whether it had uncommitted changes."""
+    """The git commit the code came from, whether tracked files had uncommitted changes, and a
+    digest of those changes: a dirty tree is only rebuilt by the same commit plus the same diff.
+    Untracked files are not part of the code's version. Without git (an image without ``.git``)
+    every field is ``unknown``."""
 
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    def git(*args: str, strip: bool = True) -> str:
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+        return out.strip() if strip else out
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        changed = git("status", "--porcelain", "--untracked-files=no")
+        diff = git("diff", "HEAD", "--binary", "--no-ext-diff", strip=False) if changed else ""  # clean: sha of b""
     except (OSError, subprocess.CalledProcessError):
-        return {"code.commit": "unknown", "code.dirty": "unknown"}
-    return {"code.commit": commit, "code.dirty": str(dirty).lower()}
+        return {"code.commit": "unknown", "code.dirty": "unknown", "code.diff_sha256": "unknown"}
+    return {
+        "code.commit": commit,
+        "code.dirty": str(bool(changed)).lower(),
+        "code.diff_sha256": hashlib.sha256(diff.encode()).hexdigest(),
+    }

@@ -22,9 +22,10 @@ from training.dataset import LABEL, TrainingSet, build_training_set
 from training.feature_spec import TrainingDataError
 from training.fit import Fitted, fit, predict_price, time_split
 from training.gate import GateDecision
+from training.lineage import log_lineage
 from training.registry import gate_and_promote, log_and_register
 from training.safe_names import metric_safe
-from training.tracking import code_version, use_tracking
+from training.tracking import use_tracking
 
 Step = Callable[[str], None]  # told the name of each stage as it starts
 
@@ -95,8 +96,7 @@ def _log_run_inputs(data: TrainingSet, fitted: Fitted, split, settings: Settings
     mlflow.log_dict({"feature_service": data.service.name, "feast_features": data.service.feature_refs,
                      "model_inputs": list(fitted.spec.inputs), "categorical_levels": fitted.spec.levels},
                     "features.json")  # fmt: skip
-    commit = code_version()
-    mlflow.set_tags(commit | {"mlflow.source.git.commit": commit["code.commit"]})
+    log_lineage(data, fitted, settings)  # code, lock, data, Feast, seeds, settings: `rental train --reproduce`
 
 
 def _attributes_line(metrics: dict[str, float]) -> str:
