@@ -11,12 +11,12 @@ PYTEST_ARGS ?=
 .PHONY: help install python-deps system-deps services-up services-down services-status \
         demo test test-unit test-integration lint format bench-kafka bench-stream train bench-train \
         serve bench-serve proto bento bento-requirements clean \
-        docker-deps docker-base container
+        docker-deps docker-base container k8s-deps k8s-validate
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-install: python-deps system-deps ## locked Python environment, Redis and the pinned Kafka jars
+install: python-deps system-deps k8s-deps ## locked Python environment, Redis, the pinned Kafka jars and kustomize
 
 python-deps: $(VENV)/.installed
 $(VENV)/.installed: uv.lock pyproject.toml
@@ -108,3 +108,16 @@ docker-deps: ## Debian's Docker Engine (docker.io) and debootstrap, when missing
 
 docker-base: docker-deps ## start a Docker Engine unless one answers; pull or build rental/debian:bookworm and python:3.11-slim
 	deploy/docker/base_images.sh
+
+# kustomize renders deploy/k8s for its tests: built once from its Go module (Go 1.22 or newer),
+# kept in the cache dir beside the Kafka jars.
+KUSTOMIZE_VERSION := $(shell cat deploy/k8s/kustomize-version)
+KUSTOMIZE := $(or $(RENTAL_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rental-pricing)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+
+k8s-deps: $(KUSTOMIZE) ## kustomize, built once with Go (renders deploy/k8s for the manifest tests)
+$(KUSTOMIZE):
+	@command -v go >/dev/null || { echo "Go 1.22 or newer is needed once to build kustomize $(KUSTOMIZE_VERSION)" >&2; exit 1; }
+	GOBIN=$(@D) GOTOOLCHAIN=local go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+k8s-validate: python-deps k8s-deps ## render deploy/k8s's overlays, validate them offline against the Kubernetes and Strimzi schemas and the code
+	$(PY) -m pytest tests/deploy/test_manifests.py $(PYTEST_ARGS)
