@@ -179,6 +179,16 @@ class Settings(BaseSettings):
     xgb_subsample: float = 0.5
     xgb_colsample_bytree: float = 0.8
     xgb_max_bin: int = 128
+    # Where boosting runs (training/distributed.py): this process, or XGBoost's Dask integration.
+    train_fit_engine: Literal["local", "dask"] = Field(default="local", description="dask: boost on a Dask cluster")
+    dask_scheduler_address: str | None = Field(
+        default=None, description="an existing Dask scheduler (tcp://host:8786); empty: a local cluster for the run"
+    )
+    dask_workers: int = Field(default=2, ge=1, description="the local cluster's worker processes")
+    dask_threads_per_worker: int = Field(default=1, ge=1, description="the local cluster's threads per worker")
+    dask_connect_timeout_s: float = Field(
+        default=10.0, gt=0, description="how long to wait for the scheduler and a first worker before failing"
+    )
 
     # The pricing service (bento_service/): ports, limits, how it follows the champion alias.
     serve_host: str = Field(
@@ -259,6 +269,11 @@ class Settings(BaseSettings):
     monitor_min_outcomes: int = Field(default=200, ge=1, description="booked quotes quality checks need")
     monitor_min_category_rows: int = Field(default=50, ge=1, description="rows a category needs to be judged alone")
     monitor_reference_rows: int = Field(default=20_000, ge=100, description="rows of the reference logged with a model")
+    monitor_reference: Literal["training", "live"] = Field(
+        default="training",
+        description="a champion's quotes are judged against its training sample logged in MLflow, or (live) its own "
+        "first monitor_fallback_windows windows after promotion, for traffic unlike its training rows by design",
+    )
     monitor_fallback_windows: int = Field(
         default=3, ge=1, description="without a logged reference: the first windows this many after promotion are it"
     )
@@ -300,7 +315,35 @@ class Settings(BaseSettings):
     monitor_metrics_port: int = Field(
         default=9108, ge=1, le=65535, description="`rental monitor check --serve-metrics`"
     )
+    monitor_metrics_host: str = Field(
+        default="127.0.0.1", description="address the metrics are served on (0.0.0.0 in a container, for Prometheus)"
+    )
     monitor_ui_port: int = Field(default=8008, ge=1, le=65535, description="`rental monitor ui`")
+
+    # Orchestration (flows/): cron schedules (UTC) of `rental flows serve`, retries of the steps that
+    # talk to services, and how retrain requests from monitoring become runs.
+    flow_retrain_cron: str = Field(default="0 3 * * 1", description="scheduled retrain (Mondays 03:00)")
+    flow_materialize_cron: str = Field(default="10 * * * *", description="incremental materialisation into Redis")
+    flow_compact_cron: str = Field(default="20 0 * * *", description="compaction of the closed days")
+    flow_monitor_cron: str = Field(default="30 * * * *", description="the monitoring checks' closed windows")
+    flow_retries: int = Field(default=2, ge=0, description="retries of a step that talks to a service")
+    flow_retry_delay_s: float = Field(default=30.0, ge=0, description="wait before such a retry")
+    flow_retrain_cooldown_s: float = Field(
+        default=3_600.0, ge=0, description="after a requested retrain starts, later requests start none this long"
+    )
+    flow_requests_group_id: str = Field(default="flows-retrain", description="the retrain requests' consumer group")
+    flow_server_port: int = Field(default=4200, ge=1, le=65535, description="`rental flows server` (Prefect UI)")
+
+    @field_validator("flow_retrain_cron", "flow_materialize_cron", "flow_compact_cron", "flow_monitor_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from cronsim import CronSim, CronSimError
+
+        try:
+            CronSim(value, datetime(2026, 1, 1))
+        except CronSimError as exc:
+            raise ValueError(f"not a cron expression ({exc}): {value!r}") from None
+        return value
 
     # Simulator defaults.
     seed: int = 42
@@ -401,6 +444,48 @@ class Settings(BaseSettings):
     def offline_dir(self) -> Path:
         """The Parquet offline store: one folder per feature view, partitioned by day."""
         return self.data_dir / "offline"
+
+    # Object storage (rental/storage.py): the offline store, Feast's registry and MLflow's artifacts
+    # under one s3:// root; credentials from the AWS chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+    storage_uri: str | None = Field(
+        default=None, description="s3://bucket/prefix for the offline store, Feast registry, MLflow artifacts"
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="an S3-compatible server (MinIO, Ceph, moto); unset: AWS, or AWS_ENDPOINT_URL_S3"
+    )
+
+    @field_validator("storage_uri", "s3_endpoint_url")
+    @classmethod
+    def _storage(cls, value: str | None, info) -> str | None:
+        from rental.storage import parse_endpoint, parse_storage_uri
+
+        if value is None or not value.strip():
+            return None
+        return parse_storage_uri(value) if info.field_name == "storage_uri" else parse_endpoint(value)
+
+    @property
+    def offline_uri(self) -> str:
+        """The offline store's root: ``offline_dir``, or ``<storage_uri>/offline``."""
+        return f"{self.storage_uri}/offline" if self.storage_uri else str(self.offline_dir)
+
+    @property
+    def feast_registry_path(self) -> str:
+        """Feast's registry file: in the data dir, or ``<storage_uri>/feast/registry.db``."""
+        if self.storage_uri:
+            return f"{self.storage_uri}/feast/registry.db"
+        return str(self.data_dir / "feast" / "registry.db")
+
+    @property
+    def mlflow_artifact_location(self) -> str | None:
+        """Where a new experiment's artifacts go: ``<storage_uri>/mlflow/artifacts``, or with the
+        default SQLite backend the data dir. A tracking server decides itself (None): give it the
+        bucket (``mlflow server --artifacts-destination s3://...``) and it proxies the artifacts."""
+        server = self.mlflow_tracking_uri.startswith(("http://", "https://", "databricks"))
+        if self.storage_uri and not server:
+            return f"{self.storage_uri}/mlflow/artifacts"
+        if self.mlflow_tracking_uri.startswith("sqlite:"):
+            return (self.data_dir / "mlflow" / "artifacts").as_uri()
+        return None
 
     def topic_specs(self) -> dict[str, tuple[int, int]]:
         """Topic name -> (partitions, retention in ms)."""

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from rental.storage import attach_s3, is_s3
 from training.feature_spec import ServiceSpec
 
 # Strings with more distinct values than this stay strings; the rest become categoricals.
@@ -51,10 +52,16 @@ def _inverse(rows: np.ndarray) -> np.ndarray:
     return order
 
 
-def asof_features(con: duckdb.DuckDBPyConnection, keys: pa.Table, spec: ServiceSpec) -> pa.Table:
+def asof_features(
+    con: duckdb.DuckDBPyConnection, keys: pa.Table, spec: ServiceSpec, endpoint_url: str | None = None
+) -> pa.Table:
     """Every feature of the service for each row of ``keys`` (the join keys and
     ``event_timestamp``), in the rows' order. One narrow as-of join per view: carrying the
-    other views' columns through every join's sort would cost several times more."""
+    other views' columns through every join's sort would cost several times more. Views on S3
+    are read through s3fs (``endpoint_url``: an S3-compatible server), since DuckDB's httpfs
+    extension cannot be counted on."""
+    if any(is_s3(view.path) for view in spec.views):
+        attach_s3(con, endpoint_url)
     con.register("entity_keys", keys.append_column("_row", pa.array(range(keys.num_rows), pa.int64())))
     try:
         names, columns = [], []
@@ -97,14 +104,16 @@ def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=types, date_as_object=False, self_destruct=True, split_blocks=True)
 
 
-def asof_join(entity: pd.DataFrame, spec: ServiceSpec, threads: int = 2) -> pd.DataFrame:
+def asof_join(
+    entity: pd.DataFrame, spec: ServiceSpec, threads: int = 2, endpoint_url: str | None = None
+) -> pd.DataFrame:
     """``entity`` (join keys, ``event_timestamp`` in UTC, any other columns) with every feature of
     the service, one row per entity row, in the entity's order."""
     keys = pa.table({k: pa.array(entity[k].astype(object), pa.string()) for k in spec.join_keys})
     keys = keys.append_column("event_timestamp", pa.array(pd.to_datetime(entity["event_timestamp"], utc=True)))
     con = connect(threads)
     try:
-        features = arrow_to_frame(asof_features(con, keys, spec))
+        features = arrow_to_frame(asof_features(con, keys, spec, endpoint_url))
     finally:
         con.close()
     features.index = entity.index

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rental.settings import Settings
+from rental.storage import open_folder
 from streaming.feature_store import FEATURE_SERVICE, feature_store
 from streaming.history.tables import BOOKINGS, ITEMS, History, TableError, history_paths, load_history
 from training.asof import arrow_to_frame, asof_features, connect
@@ -143,12 +144,12 @@ def entity_frame(history: History, threads: int = 2) -> pd.DataFrame:
         return arrow_to_frame(con.sql(_entity_sql(con) + " ORDER BY b.event_time, b.booking_id").to_arrow_table())
 
 
-def check_offline_store(spec: ServiceSpec) -> None:
+def check_offline_store(spec: ServiceSpec, endpoint_url: str | None = None) -> None:
     for view in spec.views:
-        folder = Path(view.path.split("**")[0])
-        if not any(folder.glob("**/*.parquet")):
+        folder = open_folder(view.path.split("/**")[0], endpoint_url)
+        if not folder.files():
             raise TrainingDataError(
-                f"the offline store has no {view.name} files in {folder}: run `rental features backfill`"
+                f"the offline store has no {view.name} files in {folder.uri}: run `rental features backfill`"
             )
 
 
@@ -167,7 +168,7 @@ def join_features(settings: Settings, entity: pd.DataFrame, spec: ServiceSpec, e
     if engine == "asof":
         from training.asof import asof_join
 
-        return asof_join(entity, spec, threads=settings.train_nthread)
+        return asof_join(entity, spec, threads=settings.train_nthread, endpoint_url=settings.s3_endpoint_url)
     return _feast_join(settings, entity, spec)
 
 
@@ -178,11 +179,11 @@ def build_training_set(settings: Settings, engine: str | None = None, history: H
         raise TrainingDataError(f"unknown engine {engine!r}; use one of {ENGINES}")
     with _history_tables(settings, history, settings.train_nthread) as con:
         spec = service_spec(feature_store(settings), FEATURE_SERVICE)
-        check_offline_store(spec)
+        check_offline_store(spec, settings.s3_endpoint_url)
         entity = con.sql(_entity_sql(con) + " ORDER BY b.event_time, b.booking_id").to_arrow_table()
         if engine == "asof":
             keys = entity.select([*spec.join_keys, "event_timestamp"])
-            features = asof_features(con, keys, spec)
+            features = asof_features(con, keys, spec, settings.s3_endpoint_url)
             frame = arrow_to_frame(
                 pa.table([*entity.columns, *features.columns], [*entity.column_names, *features.column_names])
             )

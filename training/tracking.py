@@ -16,15 +16,18 @@ from rental.settings import REPO_ROOT, Settings
 
 def use_tracking(settings: Settings) -> str:
     """Point MLflow at the settings' tracking URI and experiment; returns the experiment id."""
+    from rental.storage import export_s3_endpoint
+
     uri = settings.mlflow_tracking_uri
     if uri.startswith("sqlite:///"):
         (settings.data_dir / "mlflow").mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
+    export_s3_endpoint(settings)  # artifacts on an S3-compatible server (RENTAL_STORAGE_URI)
     found = mlflow.get_experiment_by_name(settings.train_experiment)
-    if found is not None:
+    if found is not None:  # an experiment keeps the artifact location it was created with
         experiment_id = found.experiment_id
     else:
-        location = (settings.data_dir / "mlflow" / "artifacts").as_uri() if uri.startswith("sqlite:") else None
+        location = settings.mlflow_artifact_location
         experiment_id = mlflow.create_experiment(settings.train_experiment, artifact_location=location)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id

@@ -26,20 +26,21 @@ def backfill(
     import shutil
 
     from streaming.backfill import run_backfill
+    from streaming.feature_store.offline import clear as clear_offline_store
     from streaming.history.tables import history_paths, load_history
 
     settings = get_settings()
     history = load_history(*history_paths(history_dir or settings.history_dir))
     as_of = (as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of) or datetime.now(UTC)
     _reset_stages(settings)  # the stages restart from the new backfill, not from their old state
-    shutil.rmtree(settings.offline_dir, ignore_errors=True)
+    clear_offline_store(settings)
     shutil.rmtree(settings.state_dir, ignore_errors=True)
     n_events = len(history.bookings) + int(history.bookings["cancelled_at"].notna().sum())
     with progress_bar(console) as bar:
         task = bar.add_task("backfilling features (events)", total=n_events)
         pipeline = run_backfill(history, settings, as_of, progress=lambda n: bar.advance(task, n))
     console.print(
-        f"{pipeline.events:,} events -> offline store {settings.offline_dir}, windows as of {as_of:%Y-%m-%d %H:%M} UTC"
+        f"{pipeline.events:,} events -> offline store {settings.offline_uri}, windows as of {as_of:%Y-%m-%d %H:%M} UTC"
     )
 
 

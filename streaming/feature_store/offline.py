@@ -1,12 +1,13 @@
 """The Parquet offline store: one folder per feature view, partitioned by day, append-only.
 
-Every write is a new file, written under a temporary name and renamed, so a reader (Feast's
-DuckDB store, a training job) never sees half a file and no growing file is ever rewritten.
+Every write is a new file, stored whole (``rental/storage.py``: a local file is written under a
+temporary name and renamed, an S3 object is one PUT under its final name), so a reader (Feast's
+DuckDB store, a training job) never sees half a file and no growing file is ever rewritten. The
+store is ``settings.offline_uri``: the data directory's ``offline/`` or ``<RENTAL_STORAGE_URI>/offline``.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rental.settings import Settings
+from rental.storage import LocalFolder, S3Folder, open_folder
 from streaming.feature_store.views import EVENT_TIMESTAMP, FLOAT, INT, STRING, TIMESTAMP, VIEWS
 
 WRITER_THREADS = 4
@@ -36,13 +38,18 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
+def offline_folder(settings: Settings) -> LocalFolder | S3Folder:
+    return open_folder(settings.offline_uri, settings.s3_endpoint_url)
+
+
 def view_dir(settings: Settings, view: str) -> Path:
+    """A view's folder in a local store (``view_glob`` names it wherever the store is)."""
     return settings.offline_dir / view
 
 
 def view_glob(settings: Settings, view: str) -> str:
-    """The absolute glob Feast's DuckDB store reads a partitioned view through."""
-    return str(view_dir(settings, view) / "**" / "*.parquet")
+    """The absolute glob (or ``s3://`` URI glob) Feast's DuckDB store reads a partitioned view through."""
+    return offline_folder(settings).uri_of(view, "**", "*.parquet")
 
 
 def to_table(view: str, rows: list[dict] | pd.DataFrame | pa.Table) -> pa.Table:
@@ -56,7 +63,7 @@ def to_table(view: str, rows: list[dict] | pd.DataFrame | pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _write_parquet(table: pa.Table, path: Path, compression: str = "zstd") -> None:
+def _write_parquet(table: pa.Table, path: pa.NativeFile | str, compression: str = "zstd") -> None:
     """zstd unless told (files that are kept), and dictionaries only for the string columns
     (entity keys, attributes): on the numeric features, mostly distinct values, a dictionary
     was wasted work; leaving it out cut a catch-up checkpoint's CPU by a sixth and its files'
@@ -84,9 +91,9 @@ def _partitions(day: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
 
 
 def write_rows(settings: Settings, view: str, rows: list[dict] | pd.DataFrame | pa.Table, tag: str,
-               compression: str = "zstd") -> list[Path]:  # fmt: skip
+               compression: str = "zstd") -> list[str]:  # fmt: skip
     """Append rows as one new file per partition touched (``_partitions``); ``tag`` names the
-    writer (e.g. a stage)."""
+    writer (e.g. a stage). Returns the files' paths (or URIs)."""
     if len(rows) == 0:
         return []
     table = to_table(view, rows)
@@ -97,20 +104,15 @@ def write_rows(settings: Settings, view: str, rows: list[dict] | pd.DataFrame | 
         key = key[order]
     change = np.flatnonzero(key[1:] != key[:-1]) + 1  # each partition's rows are now one run
     starts, ends = np.concatenate([[0], change]), np.append(change, len(key))
-    targets = [view_dir(settings, view) / f"date={labels[k]}" / f"{tag}-{uuid.uuid4().hex[:12]}.parquet"
-               for k in key[starts].tolist()]  # fmt: skip
+    folder = offline_folder(settings)
+    targets = [f"{view}/date={labels[k]}/{tag}-{uuid.uuid4().hex[:12]}.parquet" for k in key[starts].tolist()]
 
-    def write(i: int) -> Path:
-        target = targets[i]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
+    def write(i: int) -> str:
         # A partition's rows gathered as it is written, not the whole table reordered first: a
         # year caught up in one checkpoint would hold a second copy of every row.
         part = (table.slice(starts[i], ends[i] - starts[i]) if order is None
                 else table.take(order[starts[i] : ends[i]]))  # fmt: skip
-        _write_parquet(part, tmp, compression)
-        os.replace(tmp, target)
-        return target
+        return folder.write(targets[i], lambda sink: _write_parquet(part, sink, compression))
 
     if len(targets) == 1:
         return [write(0)]
@@ -120,12 +122,22 @@ def write_rows(settings: Settings, view: str, rows: list[dict] | pd.DataFrame | 
         return list(pool.map(write, range(len(targets))))
 
 
+def view_files(settings: Settings, view: str) -> list[str]:
+    """The view's Parquet files, relative to the store, in path order."""
+    return offline_folder(settings).files(view)
+
+
 def read_view(settings: Settings, view: str) -> pd.DataFrame:
-    folder = view_dir(settings, view)
-    if not folder.exists():
+    folder = offline_folder(settings)
+    files = folder.files(view)
+    if not files:
         return pa.Table.from_pylist([], schema=SCHEMAS[view]).to_pandas()
-    files = sorted(folder.glob("**/*.parquet"))
-    return pa.concat_tables([pq.read_table(f, schema=SCHEMAS[view]) for f in files]).to_pandas()
+    return pa.concat_tables([folder.read_table(f, SCHEMAS[view]) for f in files]).to_pandas()
+
+
+def clear(settings: Settings) -> None:
+    """Delete the whole offline store (a backfill replaces it)."""
+    offline_folder(settings).delete_all()
 
 
 def _closes(partition: str) -> date:
@@ -142,29 +154,28 @@ def compact(settings: Settings, before: date, views: list[str] | None = None) ->
 
     A streaming writer adds a file per view at every checkpoint, some thousands a day, and a
     reader (DuckDB, a training job) pays for every file it opens. Days before ``before`` are
-    rewritten as one file: it is written under a temporary name and renamed in, then exactly
-    the files that went into it are deleted. A reader in between sees some rows twice, identical
+    rewritten as one file: it is stored whole (renamed in, or one S3 PUT), then exactly the
+    files that went into it are deleted. A reader in between sees some rows twice, identical
     rows, which a point-in-time join resolves to the same value; a file a late writer adds to
     the day meanwhile is not touched and stays.
     """
+    folder = offline_folder(settings)
     done = {}
     for view in views or list(SCHEMAS):
         merged = written = 0
-        for day_dir in sorted(view_dir(settings, view).glob("date=*")):
-            if _closes(day_dir.name.removeprefix("date=")) > before:
+        for day_dir in folder.folders(view, "date="):
+            if _closes(day_dir.rsplit("/", 1)[-1].removeprefix("date=")) > before:
                 continue
-            files = sorted(day_dir.glob("*.parquet"))
+            files = folder.files(day_dir, "*.parquet")
             if len(files) < 2:
                 continue
-            table = pa.concat_tables([pq.read_table(f, schema=SCHEMAS[view]) for f in files])
+            table = pa.concat_tables([folder.read_table(f, SCHEMAS[view]) for f in files])
             key = VIEWS[view].join_key
             frame = table.to_pandas().drop_duplicates().sort_values([key, EVENT_TIMESTAMP], kind="stable")
-            target = day_dir / f"compacted-{uuid.uuid4().hex[:12]}.parquet"
-            tmp = target.with_name(f".{target.name}.tmp")
-            _write_parquet(to_table(view, frame), tmp)
-            os.replace(tmp, target)
-            for f in files:
-                f.unlink()
+            merged_table = to_table(view, frame)
+            folder.write(f"{day_dir}/compacted-{uuid.uuid4().hex[:12]}.parquet",
+                         lambda sink, t=merged_table: _write_parquet(t, sink))  # fmt: skip
+            folder.delete(files)
             merged, written = merged + len(files), written + 1
         done[view] = (merged, written)
     return done

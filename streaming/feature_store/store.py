@@ -20,6 +20,7 @@ from feast.repo_config import RepoConfig
 
 from rental.connections import mask_url, redis_credentials, redis_tls_options
 from rental.settings import REPO_ROOT, Settings, get_settings
+from rental.storage import export_s3_endpoint
 from streaming.feature_store.views import FEATURE_SERVICE
 
 FEATURE_REPO = REPO_ROOT / "feature_repo"
@@ -59,7 +60,8 @@ def feast_redis_connection(settings: Settings, redis_url: str | None = None) -> 
 
 def repo_config(settings: Settings) -> RepoConfig:
     raw = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
-    raw["registry"]["path"] = str(settings.data_dir / "feast" / "registry.db")
+    raw["registry"]["path"] = settings.feast_registry_path  # a file, or s3:// (boto3, FEAST_S3_ENDPOINT_URL)
+    export_s3_endpoint(settings)
     raw["online_store"]["connection_string"] = feast_redis_connection(settings)
     return RepoConfig(repo_path=FEATURE_REPO, **raw)
 
@@ -72,10 +74,16 @@ def feature_store(settings: Settings) -> FeatureStore:
 @contextmanager
 def _repo_for(settings: Settings):
     """Feast imports the repo's modules by name, and they read paths from settings: import them
-    afresh, with the environment pointing at these settings."""
-    cwd, path, env = os.getcwd(), list(sys.path), os.environ.get("RENTAL_DATA_DIR")
+    afresh, with the environment pointing at these settings (data dir, storage root, endpoint)."""
+    names = {"RENTAL_DATA_DIR": str(settings.data_dir), "RENTAL_STORAGE_URI": settings.storage_uri,
+             "RENTAL_S3_ENDPOINT_URL": settings.s3_endpoint_url}  # fmt: skip
+    cwd, path, env = os.getcwd(), list(sys.path), {name: os.environ.get(name) for name in names}
     sys.path.insert(0, str(FEATURE_REPO))
-    os.environ["RENTAL_DATA_DIR"] = str(settings.data_dir)
+    for name, value in names.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     get_settings.cache_clear()
     for module in [m for m in sys.modules if (FEATURE_REPO / f"{m}.py").exists()]:
         del sys.modules[module]
@@ -84,10 +92,11 @@ def _repo_for(settings: Settings):
     finally:
         os.chdir(cwd)
         sys.path[:] = path
-        if env is None:
-            os.environ.pop("RENTAL_DATA_DIR", None)
-        else:
-            os.environ["RENTAL_DATA_DIR"] = env
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         get_settings.cache_clear()
 
 

@@ -49,7 +49,10 @@ class PricePredictor:
     @classmethod
     def from_registry(cls, settings: Settings, alias: str | None = None, version: str | int | None = None):
         """The version behind ``alias`` (default: the serving alias) or a given ``version``."""
+        from rental.storage import export_s3_endpoint
+
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        export_s3_endpoint(settings)  # artifacts on an S3-compatible server (RENTAL_STORAGE_URI)
         client = MlflowClient()
         name = settings.registered_model_name
         if version is None:

@@ -1,0 +1,232 @@
+"""The offline store, the Feast registry and MLflow's artifacts on S3, against a real S3 API
+server (moto's server mode on loopback, a bucket of its own), and the same checks on a local
+data dir: the code paths differ only below ``rental/storage.py``."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+
+from rental.settings import REPO_ROOT, Settings
+from streaming.consumer.checkpoint import BackgroundSaver
+from streaming.feature_store.offline import SCHEMAS, STREAM_COMPRESSION, compact, read_view, view_files, write_rows
+from streaming.feature_store.store import FEATURE_SERVICE, feature_store
+from tests.model.conftest import make_world
+from tests.worlds.ports import free_port
+from training.dataset import build_training_set, read_history
+from training.feature_spec import service_spec
+
+pytestmark = pytest.mark.integration
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "rental-test", "AWS_SECRET_ACCESS_KEY": "rental-test-secret",
+               "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+POISON = 987_654
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory) -> Iterator[str]:
+    """moto's S3 server on a free loopback port, as its own process; its endpoint URL."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")  # noqa: SIM115
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"moto's S3 server did not start: {Path(log.name).read_text()}")
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def aws_env(s3_server) -> Iterator[None]:
+    """Test credentials for every S3 client (the AWS chain reads them from the environment); the
+    endpoint variables the project exports for MLflow and Feast are put back afterwards."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in CREDENTIALS.items():
+            mp.setenv(name, value)
+        for name in ("MLFLOW_S3_ENDPOINT_URL", "FEAST_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL",
+                     "RENTAL_STORAGE_URI", "RENTAL_S3_ENDPOINT_URL", "AWS_PROFILE"):  # fmt: skip
+            mp.delenv(name, raising=False)
+        yield
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_server, aws_env) -> str:
+    name = f"rental-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
+    return name
+
+
+def _objects(endpoint: str, bucket: str, prefix: str) -> list[str]:
+    """Keys under ``prefix``, listed by a client of the test's own (not the project's)."""
+    pages = boto3.client("s3", endpoint_url=endpoint).get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix)  # fmt: skip
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+@pytest.fixture(params=["local", "s3"])
+def where(request, s3_server, bucket) -> dict:
+    """Settings overrides: nothing (under the data dir), or a fresh prefix of the test bucket."""
+    if request.param == "local":
+        return {}
+    return {"storage_uri": f"s3://{bucket}/run-{uuid.uuid4().hex[:8]}/", "s3_endpoint_url": s3_server}
+
+
+def _rows(day: date, hours: range, value: int) -> list[dict]:
+    base = pd.Timestamp(day, tz="UTC")
+    empty = dict.fromkeys(SCHEMAS["item_popularity"].names)
+    return [empty | {"item_id": f"item-{h % 3}", "event_timestamp": (base + pd.Timedelta(hours=h)).value // 1_000,
+                     "bookings_7d": value + h} for h in hours]  # fmt: skip
+
+
+def _stored(settings: Settings, s3_server: str, bucket: str) -> list[str]:
+    """The offline store's files as found where they should be, relative to the store."""
+    if settings.storage_uri:
+        prefix = settings.storage_uri.removeprefix(f"s3://{bucket}/") + "/offline/"
+        return [k.removeprefix(prefix) for k in _objects(s3_server, bucket, prefix)]
+    root = settings.offline_dir
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_checkpoint_files_land_whole_and_compaction_merges_the_closed_days(where, tmp_path, s3_server, bucket):
+    settings = Settings(data_dir=tmp_path, **where)
+    saver = BackgroundSaver()
+    checkpoints = [_rows(date(2024, 10, 3), range(0, 24, 6), 100) + _rows(date(2024, 10, 4), range(0, 12, 6), 200),
+                   _rows(date(2024, 10, 3), range(1, 24, 6), 300) + _rows(date(2024, 10, 4), range(1, 12, 6), 400)]  # fmt: skip
+    for rows in checkpoints:  # as a stage checkpoints: the files are written by a forked child
+        saver.start(lambda rows=rows: write_rows(settings, "item_popularity", rows, tag="items",
+                                                 compression=STREAM_COMPRESSION), lambda: None)  # fmt: skip
+        saver.wait()
+    files = view_files(settings, "item_popularity")
+    assert files == _stored(settings, s3_server, bucket)  # every file where it belongs, and nothing else
+    assert [f.rsplit("/", 1)[0] for f in files] == ["item_popularity/date=2024-10-03"] * 2 + [
+        "item_popularity/date=2024-10-04"] * 2  # fmt: skip
+    assert all(f.rsplit("/", 1)[1].startswith("items-") and f.endswith(".parquet") for f in files)
+    if settings.storage_uri:
+        assert not settings.offline_dir.exists()  # nothing went to the local disk
+    written = pd.DataFrame([r for rows in checkpoints for r in rows])
+    key = ["item_id", "event_timestamp"]
+    before = read_view(settings, "item_popularity").sort_values(key, ignore_index=True)
+    assert len(before) == len(written) == 12
+    assert before["bookings_7d"].tolist() == written.sort_values(key)["bookings_7d"].tolist()
+
+    # 10-03 is closed before 10-04: its two files become one; the open day is left alone
+    assert compact(settings, before=date(2024, 10, 4), views=["item_popularity"]) == {"item_popularity": (2, 1)}
+    after_files = view_files(settings, "item_popularity")
+    assert after_files == _stored(settings, s3_server, bucket)
+    assert [f.rsplit("/", 1)[1].split("-")[0] for f in after_files] == ["compacted", "items", "items"]
+    after = read_view(settings, "item_popularity").sort_values(key, ignore_index=True)
+    pd.testing.assert_frame_equal(after, before)
+    assert compact(settings, before=date(2024, 10, 4), views=["item_popularity"]) == {"item_popularity": (0, 0)}
+
+
+@pytest.fixture(scope="module")
+def reference_digest(tmp_path_factory, settings) -> str:
+    """The training set of the small world built on the local disk: what S3 must reproduce."""
+    local = make_world(tmp_path_factory.mktemp("s3-reference"), settings, seed=9, items=60, bookings=1_500)
+    return build_training_set(local).digest
+
+
+def test_the_training_set_is_built_point_in_time_from_the_store(where, tmp_path, settings, reference_digest,
+                                                                s3_server, bucket):  # fmt: skip
+    world = make_world(tmp_path, settings, seed=9, items=60, bookings=1_500, **where)  # backfill and feast apply
+    # The registry is where the settings say, and its feature service reads its views from the store.
+    spec = service_spec(feature_store(world), FEATURE_SERVICE)
+    assert {v.path for v in spec.views} == {f"{world.offline_uri}/{v.name}/**/*.parquet" for v in spec.views}
+    if world.storage_uri:
+        prefix = world.storage_uri.removeprefix(f"s3://{bucket}/")
+        assert _objects(s3_server, bucket, f"{prefix}/feast/") == [f"{prefix}/feast/registry.db"]
+        assert not (tmp_path / "feast" / "registry.db").exists() and not world.offline_dir.exists()
+    else:
+        assert (tmp_path / "feast" / "registry.db").is_file()
+    assert build_training_set(world).digest == reference_digest  # the same rows, to the last bit
+
+    # Point in time: rows stamped at a booking's own time or later never reach its row; one
+    # just before it does.
+    target = read_history(world).bookings.iloc[700]
+    at, item = pd.Timestamp(target["event_time"]), target["item_id"]
+    for offset in (pd.Timedelta(0), pd.Timedelta(hours=1)):
+        write_rows(world, "item_popularity", _probe(item, at + offset, POISON), "probe")
+    frame = build_training_set(world).frame
+    assert frame.loc[frame["booking_id"] == target["booking_id"], "bookings_7d"].iloc[0] != POISON
+    write_rows(world, "item_popularity", _probe(item, at - pd.Timedelta(microseconds=2), 4242), "probe")
+    frame = build_training_set(world).frame
+    assert frame.loc[frame["booking_id"] == target["booking_id"], "bookings_7d"].iloc[0] == 4242
+
+
+def _probe(item: str, at: pd.Timestamp, value: int) -> list[dict]:
+    return [dict.fromkeys(SCHEMAS["item_popularity"].names) | {"item_id": item, "event_timestamp": at.value // 1_000,
+                                                                "bookings_7d": value}]  # fmt: skip
+
+
+LOAD_CHAMPION = """
+import json, sys
+from bento_service.champion import ModelHolder
+from rental.settings import get_settings
+holder = ModelHolder(get_settings())
+assert holder.refresh(), holder.error
+print(json.dumps({"version": holder.current.version,
+                  "prices": holder.current.predict(json.loads(sys.argv[1])).tolist()}))
+"""
+
+
+def test_a_training_run_logs_to_the_store_and_its_model_loads_back(where, tmp_path, settings, s3_server, bucket):
+    from mlflow import MlflowClient
+
+    from training.predictor.price_predictor import BOOSTER_FILE, PricePredictor
+    from training.predictor.spec import SPEC_FILE
+    from training.registry import input_example
+    from training.train import run_training
+
+    world = make_world(tmp_path, settings, seed=9, items=60, bookings=1_500, **where)
+    world = world.model_copy(update={"mlflow_tracking_uri_env": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    result = run_training(world)
+    client = MlflowClient(world.mlflow_tracking_uri)  # champion whatever the gate said of so small a world
+    client.set_registered_model_alias(world.registered_model_name, world.serving_alias, result.version)
+    artifact_uri = client.get_run(result.run_id).info.artifact_uri
+    if world.storage_uri:
+        assert artifact_uri.startswith(f"{world.storage_uri}/mlflow/artifacts/")
+        prefix = world.storage_uri.removeprefix(f"s3://{bucket}/") + "/mlflow/artifacts/"
+        names = {key.rsplit("/", 1)[-1] for key in _objects(s3_server, bucket, prefix)}
+        assert {"MLmodel", BOOSTER_FILE, SPEC_FILE} <= names, names
+        assert not (tmp_path / "mlflow" / "artifacts").exists()
+    else:
+        assert artifact_uri.startswith((tmp_path / "mlflow" / "artifacts").as_uri())
+
+    # The serving side, as its own process configured only by the environment: the champion
+    # is found in the registry and its files fetched from where the run put them.
+    loaded = PricePredictor.from_registry(world, version=result.version)
+    records = json.loads(input_example(build_training_set(world).frame.tail(50), loaded.spec)
+                         .to_json(orient="records", date_format="iso"))  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RENTAL_", "MLFLOW_", "FEAST_"))}
+    env |= {"RENTAL_DATA_DIR": str(world.data_dir), "MLFLOW_TRACKING_URI": world.mlflow_tracking_uri}
+    if world.storage_uri:
+        env |= {"RENTAL_STORAGE_URI": world.storage_uri, "RENTAL_S3_ENDPOINT_URL": s3_server}
+    out = subprocess.run([sys.executable, "-c", LOAD_CHAMPION, json.dumps(records)], env=env, cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    served = json.loads(out.stdout.strip().splitlines()[-1])
+    assert served["version"] == result.version
+    np.testing.assert_allclose(served["prices"], loaded.predict(records), rtol=1e-6)
