@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -38,6 +38,10 @@ def train(
     engine: Annotated[
         str | None, typer.Option(help="Point-in-time join: asof (DuckDB, default) or feast (small sets).")
     ] = None,
+    fit_engine: Annotated[
+        Literal["local", "dask"] | None,
+        typer.Option(help="Boosting: local (this process) or dask (a Dask cluster, RENTAL_DASK_*)."),
+    ] = None,
     reproduce: Annotated[
         str | None, typer.Option(metavar="RUN_ID", help="Rebuild this run from its logged lineage and compare.")
     ] = None,
@@ -48,6 +52,8 @@ def train(
     from training.train import run_training
 
     settings = get_settings()
+    if fit_engine:  # default: RENTAL_TRAIN_FIT_ENGINE
+        settings = settings.model_copy(update={"train_fit_engine": fit_engine})
     quiet_libraries()
     if reproduce:  # registers nothing, moves no alias (training/reproduce.py)
         from training.reproduce import reproduce_command

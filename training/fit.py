@@ -10,7 +10,7 @@ the reported validation error is measured on weeks that chose nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -90,6 +90,7 @@ class Fitted:
     spec: ModelSpec
     best_iteration: int
     params: dict
+    engine: dict = field(default_factory=dict)  # where boosting ran, logged as the run's fit.* parameters
 
 
 def fit(data: TrainingSet, split: Split, settings: Settings, progress: Callable[[int], None] | None = None) -> Fitted:
@@ -115,13 +116,20 @@ def fit(data: TrainingSet, split: Split, settings: Settings, progress: Callable[
     params = xgb_params(settings) | {
         "monotone_constraints": "(" + ",".join("1" if n in MONOTONE_INCREASING else "0" for n in names) + ")"
     }
-    booster = xgb.train(
-        params, dmatrix(split.train), num_boost_round=settings.xgb_num_boost_round,
-        evals=[(dmatrix(split.stop), "stop")], early_stopping_rounds=settings.xgb_early_stopping_rounds,
-        verbose_eval=False, callbacks=[_Progress(progress)] if progress else None,
-    )  # fmt: skip
+    if settings.train_fit_engine == "dask":  # the same rounds on a Dask cluster: distributed.py
+        from training.distributed import train_on_dask
+
+        booster, engine = train_on_dask(params, (x[split.train], y[split.train]), (x[split.stop], y[split.stop]),
+                                        names, types, settings, progress)  # fmt: skip
+    else:
+        booster = xgb.train(
+            params, dmatrix(split.train), num_boost_round=settings.xgb_num_boost_round,
+            evals=[(dmatrix(split.stop), "stop")], early_stopping_rounds=settings.xgb_early_stopping_rounds,
+            verbose_eval=False, callbacks=[_Progress(progress)] if progress else None,
+        )  # fmt: skip
+        engine = {"fit.engine": "local", "fit.workers": 1, "fit.threads": settings.train_nthread}
     best = int(booster.best_iteration)
-    return Fitted(booster[: best + 1], spec, best, params)
+    return Fitted(booster[: best + 1], spec, best, params, engine)
 
 
 def predict_price(booster: xgb.Booster, spec: ModelSpec, columns) -> np.ndarray:

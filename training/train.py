@@ -84,6 +84,7 @@ def _log_plots(fitted: Fitted, valid: pd.DataFrame, ev: Evaluation) -> None:
 def _log_run_inputs(data: TrainingSet, fitted: Fitted, split, settings: Settings) -> None:
     frame = data.frame
     mlflow.log_params({f"xgb.{k}": v for k, v in fitted.params.items()})
+    mlflow.log_params(fitted.engine)  # fit.engine, fit.workers, fit.threads: where boosting ran
     mlflow.log_params({
         "feature_service": data.service.name, "engine": data.engine, "target": fitted.spec.target,
         "best_iteration": fitted.best_iteration, "validation_start": str(split.valid_start.date()),
