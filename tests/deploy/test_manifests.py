@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -712,3 +713,18 @@ def test_an_unlisted_secret_file_is_found_too(tmp_path):
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: rental-redis\ndata:\n  password: cGFzc3dvcmQ=\n"
     )
     assert committed_secrets(root) == ["overlays/production/redis-secret.yaml: Secret rental-redis has values"]
+
+
+def unknown_settings_in_tables(page: str) -> set[str]:
+    """Names in the first column of a Markdown table's rows that are not settings."""
+    cells = [line.split("|")[1] for line in page.splitlines() if line.startswith("| `")]
+    named = {name for cell in cells for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
+    assert named, "no setting in the page's tables"
+    return named - setting_names().keys()
+
+
+def test_the_scaling_page_names_only_real_settings():
+    assert unknown_settings_in_tables((REPO_ROOT / "docs" / "scaling.md").read_text()) == set()
+    assert unknown_settings_in_tables("| `RENTAL_KAFKA_REPLICAS`, `REDIS_URL` | 3 | no such setting |") == {
+        "RENTAL_KAFKA_REPLICAS"
+    }
