@@ -9,9 +9,9 @@ RENTAL := $(VENV)/bin/rental
 PYTEST_ARGS ?=
 
 .PHONY: help install python-deps system-deps services-up services-down services-status \
-        demo test test-unit test-integration lint format bench-kafka bench-stream train bench-train \
+        demo test test-unit test-integration lint format bench-kafka bench-stream train bench-train bench-reproduce \
         serve bench-serve proto bento bento-requirements clean \
-        docker-deps docker-base container k8s-deps k8s-validate
+        docker-deps docker-base container k8s-deps k8s-validate compose-deps compose-images compose-smoke
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,7 @@ demo: services-up ## the whole system end to end on its defaults
 	$(RENTAL) train
 	$(RENTAL) demo live --seconds 15 --rate 100
 	$(RENTAL) demo quotes --seconds 20 --rate 50
+	$(RENTAL) demo drift
 	$(RENTAL) services status
 
 test: install ## every test: unit, then integration against the real broker and Redis
@@ -109,6 +110,9 @@ docker-deps: ## Debian's Docker Engine (docker.io) and debootstrap, when missing
 docker-base: docker-deps ## start a Docker Engine unless one answers; pull or build rental/debian:bookworm and python:3.11-slim
 	deploy/docker/base_images.sh
 
+container: python-deps bento-requirements docker-base ## images rental-pricing:latest (bentoml containerize) and rental-app:latest, rebuilt only when their inputs changed
+	$(PY) deploy/docker/build_images.py
+
 # kustomize renders deploy/k8s for its tests: built once from its Go module (Go 1.22 or newer),
 # kept in the cache dir beside the Kafka jars.
 KUSTOMIZE_VERSION := $(shell cat deploy/k8s/kustomize-version)
@@ -121,3 +125,20 @@ $(KUSTOMIZE):
 
 k8s-validate: python-deps k8s-deps ## render deploy/k8s's overlays, validate them offline against the Kubernetes and Strimzi schemas and the code
 	$(PY) -m pytest tests/deploy/test_manifests.py $(PYTEST_ARGS)
+
+compose-deps: docker-deps ## Debian's docker-compose (1.29, the v1 command) and prometheus (promtool), when missing
+	@command -v docker-compose >/dev/null && command -v promtool >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose prometheus; }
+
+compose-images: system-deps compose-deps container ## every image docker-compose.yml names: kept, pulled, or a local stand-in built (deploy/compose/images)
+	$(PY) deploy/compose/build_images.py --skip-project
+
+compose-smoke: compose-images ## the compose stack up, one booking followed to Redis, the next quote and the monitor, then down (one JSON line)
+	$(PY) deploy/compose/smoke.py
+
+bench-reproduce: services-up ## XGBoost's prices at 1, 2 and 4 threads, and a run rebuilt by rental train --reproduce (one JSON line)
+	$(PY) -m tests.benchmarks.reproduce_bench
+
+.PHONY: orchestrate
+orchestrate: services-up ## the Prefect server (UI on 127.0.0.1:4200, offline) and the flows' schedules with the retrain requests' listener
+	$(RENTAL) flows serve --server

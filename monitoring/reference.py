@@ -86,7 +86,10 @@ def fallback_dir(settings: Settings, model_version: str) -> Path:
 
 
 def load_reference(settings: Settings, model_version: str) -> Reference | None:
-    """The model's logged reference, else its gathered first windows, else None."""
+    """The model's logged reference, else its gathered first windows, else None (only the gathered
+    windows when ``monitor_reference`` is live)."""
+    if settings.monitor_reference == "live":
+        return _from_dir(fallback_dir(settings, model_version), model_version, "first windows")
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException

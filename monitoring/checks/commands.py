@@ -14,6 +14,16 @@ from rental.settings import get_settings
 console = Console(stderr=True)
 
 
+def quiet_checks() -> None:
+    """Keep a person's terminal for the windows: Evidently warns on an empty category's ratios
+    (the report shows them as missing) and MLflow draws a bar for every reference it fetches."""
+    import os
+    import warnings
+
+    warnings.filterwarnings("ignore", message="invalid value encountered", category=RuntimeWarning)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def check(
     every: Annotated[float | None, typer.Option(help="Keep checking: seconds between runs.")] = None,
     serve_metrics: Annotated[bool, typer.Option(help="Serve Prometheus metrics on monitor_metrics_port.")] = False,
@@ -23,6 +33,7 @@ def check(
     retrain requests; then write the metrics file."""
     from monitoring.checks.run import run_checks
 
+    quiet_checks()
     settings = get_settings()
     server = None
     if serve_metrics:
@@ -30,8 +41,8 @@ def check(
 
         registry = CollectorRegistry()
         registry.register(_Latest(settings))
-        server = start_http_server(settings.monitor_metrics_port, addr="127.0.0.1", registry=registry)
-        console.print(f"metrics on http://127.0.0.1:{settings.monitor_metrics_port}/metrics")
+        server = start_http_server(settings.monitor_metrics_port, addr=settings.monitor_metrics_host, registry=registry)
+        console.print(f"metrics on http://{settings.monitor_metrics_host}:{settings.monitor_metrics_port}/metrics")
     while True:
         done = run_checks(settings, dlq=not no_dlq, on_window=lambda r: console.print(
             f"{r.window.label()}  model {r.model_version}  {r.status}  quotes {r.quotes:,}  booked {r.booked:,}"

@@ -91,3 +91,23 @@ def test_too_few_rows_are_shown_but_not_judged(reference, settings):
 def test_no_reference_yet_is_learning(settings):
     result = check_window(WINDOW, "7", *log(1_000, seed=7), None, settings)
     assert result.status == "learning" and result.checks == [] and result.figures["booking_rate"] == 1.0
+
+
+def test_a_live_reference_is_the_first_windows_and_never_the_training_sample(tmp_path, monkeypatch):
+    import mlflow
+
+    from monitoring.reference import gather_fallback, load_reference
+
+    def no_registry(*_args, **_kwargs):
+        raise AssertionError("a live reference must not ask MLflow for the training sample")
+
+    monkeypatch.setattr(mlflow, "MlflowClient", no_registry)
+    live = Settings(monitor_reference="live", monitor_fallback_windows=2, monitor_dir_env=tmp_path)
+    assert load_reference(live, "7") is None  # nothing gathered yet: the windows are learning
+    assert gather_fallback(live, "7", *log(600, seed=3), 0) == 1
+    assert load_reference(live, "7") is None
+    assert gather_fallback(live, "7", *log(600, seed=4), 1) == 2
+    found = load_reference(live, "7")
+    assert found is not None and found.source == "first windows" and len(found.quotes) == 1_200
+    with pytest.raises(AssertionError, match="must not ask MLflow"):
+        load_reference(Settings(monitor_dir_env=tmp_path), "7")  # the default asks the registry first
