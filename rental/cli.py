@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from flows.cli import app as flows_app
 from monitoring.cli import app as monitor_app
 from rental.demo import app as demo_app
 from rental.servers.cli import app as services_app
@@ -28,6 +29,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(demo_app, name="demo")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(flows_app, name="flows")
 app.command("train")(train)
 app.command("serve")(serve)
 

@@ -83,15 +83,20 @@ def champion_mae(settings: Settings, valid: pd.DataFrame) -> tuple[tuple[str, fl
     return (version, float(np.mean(np.abs(predicted - valid[LABEL].to_numpy(float))))), None
 
 
-def gate_and_promote(
+def promote(settings: Settings, version: str) -> None:
+    """Move the serving alias to ``version``: called only when ``gate`` said so."""
+    MlflowClient().set_registered_model_alias(settings.registered_model_name, settings.serving_alias, version)
+
+
+def gate(
     settings: Settings, version: str, candidate_mae: float, best_baseline: tuple[str, float], valid: pd.DataFrame
 ) -> GateDecision:
+    """The gate's decision for ``version``, recorded on the active run and on the version before
+    any alias moves (a step of its own, so an orchestrator shows gate and promotion apart)."""
     champion, unscored = champion_mae(settings, valid)
     decision = decide(candidate_mae, best_baseline, settings.train_gate_margin, champion, unscored)
     client = MlflowClient()
     name = settings.registered_model_name
-    if decision.promote:
-        client.set_registered_model_alias(name, settings.serving_alias, version)
     client.set_model_version_tag(name, version, "gate.promoted", str(decision.promote).lower())
     client.set_model_version_tag(name, version, "gate.reasons", json.dumps(decision.reasons))
     mlflow.set_tags({"gate.promoted": str(decision.promote).lower(), "gate.reasons": "; ".join(decision.reasons)})

@@ -23,11 +23,13 @@ from training.feature_spec import TrainingDataError
 from training.fit import Fitted, fit, predict_price, time_split
 from training.gate import GateDecision
 from training.lineage import log_lineage
-from training.registry import gate_and_promote, log_and_register
+from training.registry import gate, log_and_register, promote
 from training.safe_names import metric_safe
 from training.tracking import use_tracking
 
 Step = Callable[[str], None]  # told the name of each stage as it starts
+# Wraps a stage's function before it is called (an orchestrator makes each one a task of its own).
+Stage = Callable[[str, Callable], Callable]
 
 
 @dataclass
@@ -108,11 +110,12 @@ def _attributes_line(metrics: dict[str, float]) -> str:
 
 
 def run_training(settings: Settings, engine: str | None = None, step: Step = lambda _: None,
-                 rounds: Callable[[int], None] | None = None) -> TrainingResult:  # fmt: skip
+                 rounds: Callable[[int], None] | None = None,
+                 stage: Stage = lambda _name, function: function) -> TrainingResult:  # fmt: skip
     timings: dict[str, float] = {}
     started, cpu = time.perf_counter(), time.process_time()
     step("building the training set (point-in-time join)")
-    data = build_training_set(settings, engine)
+    data = stage("training set", build_training_set)(settings, engine)
     timings["build_s"] = time.perf_counter() - started
     timings["build_cpu_s"] = time.process_time() - cpu
 
@@ -125,10 +128,10 @@ def run_training(settings: Settings, engine: str | None = None, step: Step = lam
     except TrainingDataError as exc:  # a split by item needs no time span: its answer still counts
         raise TrainingDataError(f"{exc}{_attributes_line(attributes)}") from None
     step("boosting")
-    fitted = fit(data, split, settings, rounds)
+    fitted = stage("train", fit)(data, split, settings, rounds)
     step("baselines and evaluation")
     train, valid = data.frame[split.train], data.frame[split.valid]
-    ev = evaluation(fitted, train, valid)
+    ev = stage("evaluate", evaluation)(fitted, train, valid)
     ev.metrics |= attributes
     timings["train_s"] = time.perf_counter() - started
     timings["train_cpu_s"] = time.process_time() - cpu  # of all threads: wall x 2 at best on 2 cores
@@ -144,7 +147,9 @@ def run_training(settings: Settings, engine: str | None = None, step: Step = lam
 
         log_reference(valid, ev.predictions["model"], fitted.spec.feature_names, settings.monitor_reference_rows)
         step("registering and gating")
-        version = log_and_register(fitted.booster, fitted.spec, valid, settings)
-        decision = gate_and_promote(settings, version, ev.metrics["mae"], ev.best_baseline, valid)
+        version = stage("register", log_and_register)(fitted.booster, fitted.spec, valid, settings)
+        decision = stage("gate", gate)(settings, version, ev.metrics["mae"], ev.best_baseline, valid)
+        if decision.promote:
+            stage("promote", promote)(settings, version)
     timings["log_s"] = time.perf_counter() - started
     return TrainingResult(run.info.run_id, version, decision, ev.metrics, timings, fitted.best_iteration)
