@@ -4,9 +4,9 @@ A run's lineage is the code (commit, dirty tree, digest of the diff), the lock f
 installed versions of the libraries that shape the set and the model, the data (the training
 set's digest, its rows and time range, each history file's sha256), Feast (its version, the
 registry file's sha256, the feature service's definition and its digest), the seeds, and every
-setting that shapes the set and the model (``train_*``, ``xgb_*``, ``seed``). All of it goes to
-``lineage.json`` (what ``reproduce.py`` reads back) and, flattened, to the run's params and tags
-(what the MLflow UI shows and searches).
+setting that shapes the set and the model (``train_*``, ``xgb_*``, ``seed``, a Dask fit's cluster
+size). All of it goes to ``lineage.json`` (what ``reproduce.py`` reads back) and, flattened, to
+the run's params and tags (what the MLflow UI shows and searches).
 
 The data digest (``TrainingSet.digest``) covers every column of every row the model and its
 evaluation read: the bookings, their point-in-time features and their prices. The history
@@ -45,6 +45,8 @@ SCHEMA = 1
 # The libraries whose version changes the set or the model's numbers.
 PACKAGES = ("xgboost", "numpy", "pandas", "pyarrow", "duckdb", "feast", "mlflow")
 SHAPING_PREFIXES = ("train_", "xgb_")
+# Also shape the model: the seed, and a Dask fit's cluster size (each worker samples its own rows).
+SHAPING_NAMES = ("seed", "dask_workers", "dask_threads_per_worker")
 MISSING = "missing"
 
 
@@ -84,7 +86,7 @@ def package_versions() -> dict[str, str]:
 
 def shaping_settings(settings: Settings) -> dict[str, Any]:
     """The settings that shape the training set and the model, as JSON values."""
-    names = {n for n in type(settings).model_fields if n.startswith(SHAPING_PREFIXES) or n == "seed"}
+    names = {n for n in type(settings).model_fields if n.startswith(SHAPING_PREFIXES) or n in SHAPING_NAMES}
     return settings.model_dump(mode="json", include=names)
 
 
@@ -180,7 +182,7 @@ class Lineage:
     feast: dict[str, Any]  # version, registry_sha256, service, service_digest, definition
     data: dict[str, Any]  # digest, rows, start, end, history_dir, history (file name: sha256)
     seeds: dict[str, Any]
-    settings: dict[str, Any]  # train_*, xgb_*, seed
+    settings: dict[str, Any]  # train_*, xgb_*, seed, dask_workers, dask_threads_per_worker
     engine: str
     schema: int = SCHEMA
 

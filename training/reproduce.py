@@ -15,6 +15,7 @@ version and never touches an alias.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 from rich.console import Console
 from rich.markup import escape
@@ -235,6 +237,8 @@ def reproduce_command(settings: Settings, run_id: str, force: bool, engine: str 
     if engine is not None:
         console.print("[red]cannot reproduce:[/red] the run's own engine is used; drop --engine")
         return 2
+    # MLflow's own download bars (the lineage, the logged model) would break through the progress bar
+    os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")
     try:
         with progress_bar(console) as bar:
             task = bar.add_task("starting", total=None)
