@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -115,10 +117,11 @@ def test_checkpoint_files_land_whole_and_compaction_merges_the_closed_days(where
     saver = BackgroundSaver()
     checkpoints = [_rows(date(2024, 10, 3), range(0, 24, 6), 100) + _rows(date(2024, 10, 4), range(0, 12, 6), 200),
                    _rows(date(2024, 10, 3), range(1, 24, 6), 300) + _rows(date(2024, 10, 4), range(1, 12, 6), 400)]  # fmt: skip
-    for rows in checkpoints:  # as a stage checkpoints: the files are written by a forked child
+    for n, rows in enumerate(checkpoints, 1):  # as a stage checkpoints: the files are written by a forked child
         saver.start(lambda rows=rows: write_rows(settings, "item_popularity", rows, tag="items",
                                                  compression=STREAM_COMPRESSION), lambda: None)  # fmt: skip
         saver.wait()
+        assert len(view_files(settings, "item_popularity")) == 2 * n  # the next child forks from a client in use
     files = view_files(settings, "item_popularity")
     assert files == _stored(settings, s3_server, bucket)  # every file where it belongs, and nothing else
     assert [f.rsplit("/", 1)[0] for f in files] == ["item_popularity/date=2024-10-03"] * 2 + [
@@ -192,41 +195,102 @@ print(json.dumps({"version": holder.current.version,
 """
 
 
-def test_a_training_run_logs_to_the_store_and_its_model_loads_back(where, tmp_path, settings, s3_server, bucket):
+def _train_and_serve(world: Settings, env: dict[str, str]) -> str:
+    """``rental train``'s run made champion, then the champion loaded by the serving code in a
+    process of its own configured only by ``env``: it prices as the run's model does. The
+    run's artifact URI."""
     from mlflow import MlflowClient
 
-    from training.predictor.price_predictor import BOOSTER_FILE, PricePredictor
-    from training.predictor.spec import SPEC_FILE
+    from training.predictor.price_predictor import PricePredictor
     from training.registry import input_example
     from training.train import run_training
 
-    world = make_world(tmp_path, settings, seed=9, items=60, bookings=1_500, **where)
-    world = world.model_copy(update={"mlflow_tracking_uri_env": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     result = run_training(world)
     client = MlflowClient(world.mlflow_tracking_uri)  # champion whatever the gate said of so small a world
     client.set_registered_model_alias(world.registered_model_name, world.serving_alias, result.version)
-    artifact_uri = client.get_run(result.run_id).info.artifact_uri
-    if world.storage_uri:
-        assert artifact_uri.startswith(f"{world.storage_uri}/mlflow/artifacts/")
-        prefix = world.storage_uri.removeprefix(f"s3://{bucket}/") + "/mlflow/artifacts/"
-        names = {key.rsplit("/", 1)[-1] for key in _objects(s3_server, bucket, prefix)}
-        assert {"MLmodel", BOOSTER_FILE, SPEC_FILE} <= names, names
-        assert not (tmp_path / "mlflow" / "artifacts").exists()
-    else:
-        assert artifact_uri.startswith((tmp_path / "mlflow" / "artifacts").as_uri())
-
-    # The serving side, as its own process configured only by the environment: the champion
-    # is found in the registry and its files fetched from where the run put them.
     loaded = PricePredictor.from_registry(world, version=result.version)
     records = json.loads(input_example(build_training_set(world).frame.tail(50), loaded.spec)
                          .to_json(orient="records", date_format="iso"))  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RENTAL_", "MLFLOW_", "FEAST_"))}
-    env |= {"RENTAL_DATA_DIR": str(world.data_dir), "MLFLOW_TRACKING_URI": world.mlflow_tracking_uri}
-    if world.storage_uri:
-        env |= {"RENTAL_STORAGE_URI": world.storage_uri, "RENTAL_S3_ENDPOINT_URL": s3_server}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RENTAL_", "MLFLOW_", "FEAST_"))}
+    env = clean | {"RENTAL_DATA_DIR": str(world.data_dir), "MLFLOW_TRACKING_URI": world.mlflow_tracking_uri} | env
     out = subprocess.run([sys.executable, "-c", LOAD_CHAMPION, json.dumps(records)], env=env, cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     served = json.loads(out.stdout.strip().splitlines()[-1])
     assert served["version"] == result.version
     np.testing.assert_allclose(served["prices"], loaded.predict(records), rtol=1e-6)
+    return client.get_run(result.run_id).info.artifact_uri
+
+
+def _artifact_names(where: dict, folder: Path, s3_server: str, bucket: str) -> set[str]:
+    """The file names under ``folder`` (local) or the same path under the test prefix (S3)."""
+    if where:
+        prefix = where["storage_uri"].removeprefix(f"s3://{bucket}/").rstrip("/") + "/" + folder.name + "/"
+        return {key.rsplit("/", 1)[-1] for key in _objects(s3_server, bucket, prefix)}
+    return {p.name for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_training_run_logs_to_the_store_and_its_model_loads_back(where, tmp_path, settings, s3_server, bucket):
+    from training.predictor.price_predictor import BOOSTER_FILE
+    from training.predictor.spec import SPEC_FILE
+
+    world = make_world(tmp_path, settings, seed=9, items=60, bookings=1_500, **where)
+    world = world.model_copy(update={"mlflow_tracking_uri_env": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    # The serving process is told only the settings: the endpoint reaches MLflow from them.
+    env = {"RENTAL_STORAGE_URI": world.storage_uri, "RENTAL_S3_ENDPOINT_URL": s3_server} if where else {}
+    artifact_uri = _train_and_serve(world, env)
+    assert artifact_uri.startswith(world.mlflow_artifact_location + "/")
+    if where:
+        assert artifact_uri.startswith(f"{world.storage_uri}/mlflow/artifacts/")
+        assert not (tmp_path / "mlflow" / "artifacts").exists()
+    names = _artifact_names(where, tmp_path / "mlflow", s3_server, bucket)
+    assert {"MLmodel", BOOSTER_FILE, SPEC_FILE} <= names, names
+
+
+@pytest.fixture
+def mlflow_server(where, tmp_path, s3_server) -> Iterator[str]:
+    """``mlflow server`` proxying artifacts to ``--artifacts-destination``: the bucket, or a local
+    folder; its URL. Only the server is given the S3 endpoint and credentials."""
+    destination = f"{where['storage_uri'].rstrip('/')}/mlflow-server" if where else str(tmp_path / "mlflow-server")
+    port = free_port()
+    log = open(tmp_path / "mlflow-server.log", "w")  # noqa: SIM115
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", destination, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=os.environ | {"MLFLOW_S3_ENDPOINT_URL": s3_server}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start: {(tmp_path / 'mlflow-server.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its workers: a group of their own
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # its workers finish their requests slowly; nothing to keep
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+        log.close()
+
+
+def test_a_tracking_server_keeps_the_artifacts_in_its_own_store(where, tmp_path, settings, mlflow_server,
+                                                                 s3_server, bucket):  # fmt: skip
+    """With MLFLOW_TRACKING_URI naming a server, the run's files go through the server to its
+    artifact store, and the serving process needs no access to that store."""
+    from training.predictor.price_predictor import BOOSTER_FILE
+
+    world = make_world(tmp_path, settings, seed=9, items=60, bookings=1_500, **where)
+    world = world.model_copy(update={"mlflow_tracking_uri_env": mlflow_server})
+    assert world.mlflow_artifact_location is None  # the server decides
+    no_s3 = {name: "" for name in CREDENTIALS} | {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"}  # nothing usable
+    artifact_uri = _train_and_serve(world, no_s3)
+    assert artifact_uri.startswith("mlflow-artifacts:/")
+    names = _artifact_names(where, tmp_path / "mlflow-server", s3_server, bucket)
+    assert {"MLmodel", BOOSTER_FILE} <= names, names
