@@ -142,6 +142,9 @@ class Settings(BaseSettings):
         default=None, description="Replays and tests: the 'now' windows decay to when the stream is idle."
     )
     history_dir_env: Path | None = Field(default=None, validation_alias="RENTAL_HISTORY_DIR")
+    history_archive_group_id: str = Field(
+        default="history-archive", description="`rental history archive`: the bookings topic's group it commits"
+    )
 
     # MLflow: SQLite backend and local artifacts unless MLFLOW_TRACKING_URI names a server.
     mlflow_tracking_uri_env: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI", repr=False)

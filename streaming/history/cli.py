@@ -1,4 +1,4 @@
-"""`rental history ...`: load a user's own history, and summarise any history."""
+"""`rental history ...`: load a user's own history, append the live bookings to it, and summarise any history."""
 
 from __future__ import annotations
 
@@ -83,3 +83,32 @@ def summary(directory: Annotated[Path | None, typer.Argument(help="Default: <dat
     if "expected_price_per_day" in b and b["expected_price_per_day"].notna().all():
         floor = (b.price_per_day - b.expected_price_per_day).abs().mean()
         console.print(f"noise floor: MAE of the true expected price = {floor:.3f} per day")
+
+
+@app.command()
+def archive() -> None:
+    """Append the bookings topic's new bookings (and cancellations) to the history training reads:
+    from the archive group's committed offsets to the topic's end now, then commit."""
+    from streaming.history.archive import archive as run_archive
+
+    settings = get_settings()
+    try:
+        report = run_archive(settings)
+    except TableError as exc:
+        console.print(f"[red]history not appended:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    if report.topic_missing:
+        console.print(f"no topic {settings.topic_bookings}: nothing to append")
+    console.print(f"{report.read:,} records read from {settings.topic_bookings} "
+                  f"(group {settings.history_archive_group_id}): {report.appended:,} bookings appended, "
+                  f"{report.cancelled:,} cancellations applied, {report.duplicates:,} duplicates skipped; "
+                  f"{report.items_added:,} items from the live catalogue and {report.customers_added:,} "
+                  "customers added")  # fmt: skip
+    for reason, count in sorted(report.rejected.items()):
+        console.print(f"[yellow]{count:,} set aside: {escape(reason)}[/yellow]")
+    if report.lost_to_retention:
+        console.print(f"[red]{report.lost_to_retention:,} records left the topic (retention) before they were "
+                      "archived[/red]")  # fmt: skip
+    if report.span:
+        console.print(f"the history: {report.bookings:,} bookings from {report.span[0]:%Y-%m-%d %H:%M} "
+                      f"to {report.span[1]:%Y-%m-%d %H:%M} UTC in {settings.history_dir}")  # fmt: skip
