@@ -64,12 +64,26 @@ def serve(
                   f"retrain requests from {settings.topic_retrain_requests!r}: {'on' if requests else 'off'}")  # fmt: skip
     from flows.schedules import serve as serve_flows
 
+    _log_to_console()
     try:
         serve_flows(settings, listen_requests=requests)
     finally:
         if child is not None:
             child.terminate()
             child.wait(timeout=30)
+
+
+def _log_to_console() -> None:
+    """The listener's outcomes (a request run, skipped, rejected) beside Prefect's own lines."""
+    import logging
+
+    logger = logging.getLogger("flows")
+    logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 @app.command("server")
@@ -93,7 +107,9 @@ def _start_server(settings, wait: bool = True) -> subprocess.Popen:
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                "--port", str(settings.flow_server_port)]  # fmt: skip
     console.print(f"Prefect server on http://127.0.0.1:{settings.flow_server_port} (home {env['PREFECT_HOME']})")
-    child = subprocess.Popen(command, env=env)
+    # A session of its own: Ctrl-C or SIGTERM to the group reaches the runner alone, which still
+    # needs the server to pause its schedules; the server is stopped after it.
+    child = subprocess.Popen(command, env=env, start_new_session=wait)
     if wait:
         deadline = time.monotonic() + 120
         while not server_answers(server_url(settings)):

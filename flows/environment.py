@@ -31,6 +31,9 @@ def offline_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
         "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
         "DO_NOT_TRACK": "1",
+        # The ephemeral server (no `rental flows server` running) migrates its SQLite database at
+        # start: 20 s, Prefect's default, timed out on this 2-core machine under load.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     }
 
 

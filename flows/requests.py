@@ -74,9 +74,9 @@ def handle_request(settings: Settings, value: bytes | None, where: str = "in-pro
         log.info("%s", decision.reason)
         outcome = _run(settings, key, decision.reason)
         ledger = Ledger.load(path)
-        ledger.remember(key, ledger.handled.get(key, {}) | {"status": outcome.status, "flow_run_id": outcome.flow_run_id,
-                                                            "version": outcome.run.get("version"),
-                                                            "promoted": outcome.run.get("promoted")})  # fmt: skip
+        ran = {"status": outcome.status, "flow_run_id": outcome.flow_run_id, "version": outcome.run.get("version"),
+               "promoted": outcome.run.get("promoted"), "result": outcome.reason}  # fmt: skip
+        ledger.remember(key, ledger.handled.get(key, {}) | ran)
         ledger.save(path)
         return outcome
 

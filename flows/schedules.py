@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 
 
 def deployments(settings: Settings) -> list:
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron
+
     from flows.compact import compact
     from flows.materialize import materialize
     from flows.monitor import monitor
@@ -24,7 +27,9 @@ def deployments(settings: Settings) -> list:
 
     schedule = [(retrain, settings.flow_retrain_cron), (materialize, settings.flow_materialize_cron),
                 (compact, settings.flow_compact_cron), (monitor, settings.flow_monitor_cron)]  # fmt: skip
-    return [flow.to_deployment(name=f"{flow.name}-scheduled", cron=cron, tags=["rental"]) for flow, cron in schedule]
+    # A module path, not a file path: a scheduled run imports the installed package from any directory.
+    return [flow.to_deployment(name=f"{flow.name}-scheduled", schedule=Cron(cron, timezone="UTC"), tags=["rental"],
+                               entrypoint_type=EntrypointType.MODULE_PATH) for flow, cron in schedule]  # fmt: skip
 
 
 def keep_listening(settings: Settings, stop: threading.Event) -> None:

@@ -35,6 +35,18 @@ def stage_task(settings: Settings) -> Callable[[str, Callable], Task]:
     return wrap
 
 
+def _archive(settings: Settings) -> dict:
+    """`rental history archive`: the bookings topic's new bookings into the history training reads."""
+    from streaming.history.archive import archive
+
+    return archive(settings).as_dict()
+
+
+def archive_task(settings: Settings) -> Task:
+    """Retried (Kafka): a retry re-reads what was not committed, and booking ids skip what was written."""
+    return task(_archive, name="archive", cache_policy=NO_CACHE, persist_result=False, **retry_options(settings))
+
+
 @task(name="compact", cache_policy=NO_CACHE, persist_result=False)
 def compact_offline(settings: Settings, before: datetime | None = None) -> dict[str, list[int]]:
     """Merge the closed days' small streamed files (`rental features compact`); view -> [merged, written]."""
