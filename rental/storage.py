@@ -105,6 +105,7 @@ class Folder(Protocol):
     def files(self, relpath: str = "", pattern: str = "**/*.parquet") -> list[str]: ...
     def folders(self, relpath: str, prefix: str) -> list[str]: ...
     def read_table(self, relpath: str, schema: pa.Schema | None = None) -> pa.Table: ...
+    def read_bytes(self, relpath: str) -> bytes | None: ...
     def delete(self, relpaths: Iterable[str]) -> None: ...
     def delete_all(self) -> None: ...
     def attach(self, con: duckdb.DuckDBPyConnection) -> None: ...
@@ -149,6 +150,11 @@ class LocalFolder:
         import pyarrow.parquet as pq
 
         return pq.read_table(self.path / relpath, schema=schema)
+
+    def read_bytes(self, relpath: str) -> bytes | None:
+        """The file's bytes, or None when there is no such file."""
+        path = self.path / relpath
+        return path.read_bytes() if path.is_file() else None
 
     def delete(self, relpaths: Iterable[str]) -> None:
         for relpath in relpaths:
@@ -207,6 +213,13 @@ class S3Folder:
         import pyarrow.parquet as pq
 
         return pq.read_table(pa.BufferReader(self.fs.cat_file(self._path(relpath))), schema=schema)
+
+    def read_bytes(self, relpath: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object."""
+        try:
+            return self.fs.cat_file(self._path(relpath))
+        except FileNotFoundError:
+            return None
 
     def delete(self, relpaths: Iterable[str]) -> None:
         paths = [self._path(r) for r in relpaths]

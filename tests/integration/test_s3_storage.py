@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from rental.settings import REPO_ROOT, Settings
+from rental.storage import open_folder
 from streaming.consumer.checkpoint import BackgroundSaver
 from streaming.feature_store.offline import SCHEMAS, STREAM_COMPRESSION, compact, read_view, view_files, write_rows
 from streaming.feature_store.store import FEATURE_SERVICE, feature_store
@@ -158,12 +159,16 @@ def test_the_training_set_is_built_point_in_time_from_the_store(where, tmp_path,
     # The registry is where the settings say, and its feature service reads its views from the store.
     spec = service_spec(feature_store(world), FEATURE_SERVICE)
     assert {v.path for v in spec.views} == {f"{world.offline_uri}/{v.name}/**/*.parquet" for v in spec.views}
+    registry = open_folder(world.feast_registry_path.rsplit("/", 1)[0], world.s3_endpoint_url)
+    assert registry.read_bytes("other.db") is None
     if world.storage_uri:
         prefix = world.storage_uri.removeprefix(f"s3://{bucket}/")
         assert _objects(s3_server, bucket, f"{prefix}/feast/") == [f"{prefix}/feast/registry.db"]
+        stored = boto3.client("s3", endpoint_url=s3_server).get_object(Bucket=bucket, Key=f"{prefix}/feast/registry.db")
+        assert registry.read_bytes("registry.db") == stored["Body"].read()
         assert not (tmp_path / "feast" / "registry.db").exists() and not world.offline_dir.exists()
     else:
-        assert (tmp_path / "feast" / "registry.db").is_file()
+        assert registry.read_bytes("registry.db") == (tmp_path / "feast" / "registry.db").read_bytes()
     assert build_training_set(world).digest == reference_digest  # the same rows, to the last bit
 
     # Point in time: rows stamped at a booking's own time or later never reach its row; one

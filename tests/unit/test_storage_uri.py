@@ -136,6 +136,8 @@ def test_a_local_folder_writes_whole_files_lists_in_path_order_and_deletes(tmp_p
         "v/date=2024-10-01/b.parquet",
     ]
     assert folder.read_table("v/date=2024-10/a.parquet").equals(table)
+    assert folder.read_bytes("v/date=2024-10/a.parquet") == (tmp_path / "store/v/date=2024-10/a.parquet").read_bytes()
+    assert folder.read_bytes("v/none.parquet") is None and folder.read_bytes("v") is None
 
     def broken(sink):
         pq.write_table(table, sink)
