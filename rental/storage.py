@@ -28,8 +28,6 @@ import pyarrow as pa
 if TYPE_CHECKING:
     import duckdb
 
-    from rental.settings import Settings
-
 S3 = "s3://"
 
 
@@ -87,12 +85,12 @@ def s3_filesystem(endpoint_url: str | None):
     return s3fs.S3FileSystem(endpoint_url=endpoint_url) if endpoint_url else s3fs.S3FileSystem()
 
 
-def export_s3_endpoint(settings: Settings) -> None:
+def export_s3_endpoint(endpoint_url: str | None) -> None:
     """MLflow's and Feast's own S3 clients read the endpoint only from the environment: the
     settings' endpoint is handed to them there (``MLFLOW_S3_ENDPOINT_URL``, ``FEAST_S3_ENDPOINT_URL``)."""
-    if settings.s3_endpoint_url:
-        os.environ["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
-        os.environ["FEAST_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    if endpoint_url:
+        os.environ["MLFLOW_S3_ENDPOINT_URL"] = endpoint_url
+        os.environ["FEAST_S3_ENDPOINT_URL"] = endpoint_url
 
 
 class Folder(Protocol):

@@ -22,7 +22,7 @@ def use_tracking(settings: Settings) -> str:
     if uri.startswith("sqlite:///"):
         (settings.data_dir / "mlflow").mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    export_s3_endpoint(settings)  # artifacts on an S3-compatible server (RENTAL_STORAGE_URI)
+    export_s3_endpoint(settings.s3_endpoint_url)  # artifacts on an S3-compatible server (RENTAL_STORAGE_URI)
     found = mlflow.get_experiment_by_name(settings.train_experiment)
     if found is not None:  # an experiment keeps the artifact location it was created with
         experiment_id = found.experiment_id

@@ -61,7 +61,7 @@ def feast_redis_connection(settings: Settings, redis_url: str | None = None) -> 
 def repo_config(settings: Settings) -> RepoConfig:
     raw = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
     raw["registry"]["path"] = settings.feast_registry_path  # a file, or s3:// (boto3, FEAST_S3_ENDPOINT_URL)
-    export_s3_endpoint(settings)
+    export_s3_endpoint(settings.s3_endpoint_url)
     raw["online_store"]["connection_string"] = feast_redis_connection(settings)
     return RepoConfig(repo_path=FEATURE_REPO, **raw)
 

@@ -107,9 +107,9 @@ def test_settings_refuse_a_bad_root_naming_the_variable(tmp_path):
 def test_the_endpoint_reaches_the_clients_that_read_only_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", "http://old:1")
     monkeypatch.delenv("FEAST_S3_ENDPOINT_URL", raising=False)
-    export_s3_endpoint(Settings(data_dir=tmp_path, s3_endpoint_url=None))  # nothing to hand over
+    export_s3_endpoint(Settings(data_dir=tmp_path, s3_endpoint_url=None).s3_endpoint_url)  # nothing to hand over
     assert os.environ["MLFLOW_S3_ENDPOINT_URL"] == "http://old:1" and "FEAST_S3_ENDPOINT_URL" not in os.environ
-    export_s3_endpoint(Settings(data_dir=tmp_path, s3_endpoint_url="http://127.0.0.1:9000"))
+    export_s3_endpoint(Settings(data_dir=tmp_path, s3_endpoint_url="http://127.0.0.1:9000/").s3_endpoint_url)
     assert os.environ["MLFLOW_S3_ENDPOINT_URL"] == os.environ["FEAST_S3_ENDPOINT_URL"] == "http://127.0.0.1:9000"
 
 

@@ -52,7 +52,7 @@ class PricePredictor:
         from rental.storage import export_s3_endpoint
 
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        export_s3_endpoint(settings)  # artifacts on an S3-compatible server (RENTAL_STORAGE_URI)
+        export_s3_endpoint(settings.s3_endpoint_url)  # artifacts on an S3-compatible server (RENTAL_STORAGE_URI)
         client = MlflowClient()
         name = settings.registered_model_name
         if version is None:
