@@ -23,7 +23,7 @@ from tests.model.conftest import make_world
 from tests.worlds.ports import free_port
 
 pytestmark = pytest.mark.integration
-STEPS = ["compact", "training set", "train", "evaluate", "register", "gate", "promote"]
+STEPS = ["archive", "compact", "training set", "train", "evaluate", "register", "gate", "promote"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,9 @@ def world(tmp_path_factory, settings) -> Iterator[Settings]:
     redis.start()
     try:
         base = settings.model_copy(update={"redis_url_env": None, "redis_port": port})
-        yield make_world(tmp_path_factory.mktemp("flows-world"), base, seed=5, items=300, bookings=12_000)
+        run = uuid.uuid4().hex[:12]  # the archive step reads a bookings topic of its own (none: nothing to append)
+        yield make_world(tmp_path_factory.mktemp("flows-world"), base, seed=5, items=300, bookings=12_000,
+                         topic_bookings=f"test.{run}.bookings", history_archive_group_id=f"test-{run}")  # fmt: skip
     finally:
         redis.stop()
 
