@@ -9,7 +9,7 @@ RENTAL := $(VENV)/bin/rental
 PYTEST_ARGS ?=
 
 .PHONY: help install python-deps system-deps services-up services-down services-status \
-        demo test test-unit test-integration lint format bench-kafka bench-stream train bench-train bench-reproduce \
+        demo test test-unit test-integration lint format bench-kafka bench-stream train bench-train bench-reproduce bench-loop \
         serve bench-serve proto bento bento-requirements clean \
         docker-deps docker-base container k8s-deps k8s-validate compose-deps compose-images compose-smoke
 
@@ -46,7 +46,7 @@ demo: services-up ## the whole system end to end on its defaults
 	$(RENTAL) features apply
 	$(RENTAL) features materialize --full
 	$(RENTAL) features show
-	$(RENTAL) train
+	RENTAL_XGB_NUM_BOOST_ROUND=20 $(RENTAL) train  # a quick first champion: the loop's retrain, on the full budget, replaces it
 	$(RENTAL) demo live --seconds 15 --rate 100
 	$(RENTAL) demo quotes --seconds 20 --rate 50
 	$(RENTAL) demo drift
@@ -135,6 +135,9 @@ compose-images: system-deps compose-deps container ## every image docker-compose
 
 compose-smoke: compose-images ## the compose stack up, one booking followed to Redis, the next quote and the monitor, then down (one JSON line)
 	$(PY) deploy/compose/smoke.py
+
+bench-loop: services-up ## the loop on the demo's data: shift to retrain request, request to new champion, champion to the service (one JSON line)
+	$(PY) -m tests.benchmarks.loop_bench
 
 bench-reproduce: services-up ## XGBoost's prices at 1, 2 and 4 threads, and a run rebuilt by rental train --reproduce (one JSON line)
 	$(PY) -m tests.benchmarks.reproduce_bench

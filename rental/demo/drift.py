@@ -49,6 +49,8 @@ EPISODE_SETTINGS = {
     # validation rows' (measured: MAPE 0.15-0.17 live against 0.12, gowns quoted 25 % high).
     "RENTAL_MONITOR_REFERENCE": "live",
     "RENTAL_MONITOR_FALLBACK_WINDOWS": "2",
+    # One request per episode: a second demo within the hour is not a storm of requests.
+    "RENTAL_FLOW_RETRAIN_COOLDOWN_S": "0",
 }
 
 
@@ -59,6 +61,8 @@ def drift(
     off_season: Annotated[str | None, typer.Option(help="Shift: category whose season moves by six months.")] = None,
     unshifted_windows: Annotated[int, typer.Option(help="Whole windows before the shift (2 are the reference).")] = 3,
     max_shifted_windows: Annotated[int, typer.Option(help="Give up after this many shifted windows.")] = 6,
+    retrain: Annotated[bool, typer.Option(help="Then run the retrain flow and watch the service swap models.")] = True,
+    summary_json: Annotated[Path | None, typer.Option(help="Write the timings and outcome here as JSON.")] = None,
 ) -> None:
     """Inject a simulator shift into the live stream and watch monitoring ask for a retrain."""
     from monitoring.checks.commands import quiet_checks
@@ -68,19 +72,43 @@ def drift(
     base = get_settings()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     folder = base.data_dir / "demo" / f"drift-{stamp}"
-    episode = EPISODE_SETTINGS | {
+    overrides = EPISODE_SETTINGS | {
         "RENTAL_MONITOR_DIR": str(folder / "monitoring"),
         "RENTAL_MONITOR_GROUP_ID": f"demo-drift-{stamp}",
         "RENTAL_TOPIC_PREDICTIONS": f"demo-drift-{stamp}.predictions",
     }
-    os.environ.update(episode)  # this process's checks and its children read the same settings
+    os.environ.update(overrides)  # this process's checks and its children read the same settings
     settings = Settings()
     try:
         shifted = _shifted_world(settings, trend_category, trend_factor, off_season)
     except ValueError as exc:
         console.print(f"[red]invalid shift:[/red] {exc}")
         raise typer.Exit(2) from None
-    Episode(settings, folder, rate, unshifted_windows, max_shifted_windows).run(*shifted)
+    episode = Episode(settings, folder, rate, unshifted_windows, max_shifted_windows)
+    closed: dict = {}
+
+    def close(bento, published, quote) -> None:
+        from rental.demo.loop import close_loop
+
+        closed.update(close_loop(settings, bento, published, quote, episode.timings))
+
+    timings = episode.run(*shifted, retrain=close if retrain else None)
+    summary = closed or {"timings": timings}
+    (folder / "loop.json").write_text(json.dumps(summary, indent=2, default=str))
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(summary, default=str))
+    if retrain and not _loop_held(closed):
+        console.print("[red]the loop did not hold: a promoted version not served, or a refused one served[/red]")
+        raise typer.Exit(1)
+
+
+def _loop_held(closed: dict) -> bool:
+    """A promoted candidate is what the service answers with; a refused one never is."""
+    if closed.get("status") != "completed":
+        return False
+    if closed.get("promoted"):
+        return closed.get("served_after") == closed.get("version")
+    return closed.get("served_after") == closed.get("served_before")
 
 
 def _shifted_world(settings, trend_category, trend_factor, off_season):
@@ -114,23 +142,29 @@ class Episode:
         self.stop = threading.Event()
         self.shifted = threading.Event()
         self.counts = {"quotes": 0, "bookings": 0, "failed_quotes": 0}
+        self.timings: dict[str, float] = {}
+        self.last_request: dict = {}  # a quote request as the app sent it, to ask the service again later
         self.table = Table(title=f"the episode's windows ({self.window_s:g} s of event time each; bias: mean "
                                  "ln(paid/quoted) less the reference's)")  # fmt: skip
         for column in ("from", "world", "quotes", "bias", "worst category", "drift", "status", "failed"):
             self.table.add_column(column, justify="left" if column in ("from", "failed") else "right")
 
     # -- the episode -------------------------------------------------------------------------
-    def run(self, world, shifted_world, bookings, described: str) -> None:
+    def run(self, world, shifted_world, bookings, described: str, retrain=None) -> dict[str, float]:
+        """The episode; then ``retrain(bento, published request, a quote request)`` while the service
+        still runs. Returns the timings measured."""
         from rental.demo.stream import start_consumer, stop_consumer
         from rental.servers import pricing as pricing_server
 
         self.folder.mkdir(parents=True, exist_ok=True)
         self._create_topic()
+        running_topic = ExitStack()
+        running_topic.callback(self._delete_topic)
         retrain_from = self._retrain_end_offsets()
         env = {k: v for k, v in os.environ.items()
                if k.startswith("RENTAL_") or k in ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI")}  # fmt: skip
         request, started, shift_at = None, time.time(), 0.0
-        with ExitStack() as running:  # stopped in reverse order, whatever fails on the way
+        with running_topic, ExitStack() as running:  # stopped in reverse order, whatever fails on the way
             with console.status("starting the pricing service (bentoml serve) and the monitor (rental monitor run)"):
                 bento = pricing_server.start(env, Path(tempfile.gettempdir()) / f"rental-demo-drift-{os.getpid()}.log")
                 running.callback(pricing_server.stop, bento)
@@ -151,10 +185,17 @@ class Episode:
                 while request is None and time.time() < deadline and app.is_alive():
                     time.sleep(3)
                     request = self._check(shift_at)
+                    if request is not None:
+                        self.timings["detect_s"] = time.time() - shift_at
                     status.update(f"streaming: {self.counts['quotes']:,} quotes, {self.counts['bookings']:,} "
                                   f"bookings; {'shifted' if self.shifted.is_set() else 'unshifted'} world")  # fmt: skip
-        console.print(self.table)
-        self._summary(request, retrain_from, shift_at, started)
+            self.stop.set()
+            app.join(timeout=30)
+            console.print(self.table)
+            published = self._summary(request, retrain_from, shift_at, started)
+            if retrain is not None:
+                retrain(bento, published, self.last_request)
+        return self.timings
 
     def _rental_app(self, bento, world, shifted_world, bookings, shift_at: float) -> None:
         """Quote each booking the simulator makes, then produce it (after the quote, so it falls
@@ -189,6 +230,7 @@ class Episode:
         it falls in the quote's outcome window however long the quote took. None: no quote."""
         body = {"item_id": event.item_id, "customer_id": event.customer_id,
                 "rental_start": event.rental_start.isoformat(), "rental_days": event.rental_days}  # fmt: skip
+        self.last_request = body
         try:
             ok = http.post("/predict", json=body).status_code == 200
         except Exception:  # a quote the app could not get: the customer books nothing, the demo goes on
@@ -234,6 +276,13 @@ class Episode:
         with admin_client(self.settings) as admin:
             ensure_topics(admin, {self.settings.topic_predictions: (3, 86_400_000)})
 
+    def _delete_topic(self) -> None:
+        """The episode's quotes are in its log by now: its topic goes, so episodes leave no topics."""
+        from rental.servers.topics import admin_client
+
+        with admin_client(self.settings) as admin:
+            admin.delete_topics([self.settings.topic_predictions])
+
     def _retrain_end_offsets(self) -> dict:
         from kafka import KafkaConsumer, TopicPartition
 
@@ -261,12 +310,16 @@ class Episode:
             for record in consumer:
                 body = json.loads(record.value)
                 if body.get("idempotency_key") == key:
-                    return body | {"_offset": f"{record.topic}[{record.partition}]@{record.offset}"}
+                    return body | {
+                        "_offset": f"{record.topic}[{record.partition}]@{record.offset}",
+                        "_raw": record.value,
+                    }
         finally:
             consumer.close()
         return None
 
-    def _summary(self, request: dict | None, retrain_from: dict, shift_at: float, started: float) -> None:
+    def _summary(self, request: dict | None, retrain_from: dict, shift_at: float, started: float) -> dict:
+        """What the episode made and caught; the request as read back from its topic."""
         c = self.counts
         console.print(f"{c['quotes']:,} quotes and {c['bookings']:,} bookings in {time.time() - started:.0f} s"
                       + (f" ({c['failed_quotes']:,} quotes failed)" if c["failed_quotes"] else ""))  # fmt: skip
@@ -289,3 +342,4 @@ class Episode:
             console.print(f"  - {line}")
         console.print(f"report: {report / 'quality.html'} (and drift.html, by_category.html, window.json)")
         console.print(f"see also: RENTAL_MONITOR_DIR={self.settings.monitor_dir} rental monitor status | ui")
+        return published
