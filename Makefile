@@ -145,3 +145,7 @@ bench-reproduce: services-up ## XGBoost's prices at 1, 2 and 4 threads, and a ru
 .PHONY: orchestrate
 orchestrate: services-up ## the Prefect server (UI on 127.0.0.1:4200, offline) and the flows' schedules with the retrain requests' listener
 	$(RENTAL) flows serve --server
+
+.PHONY: bench-archive
+bench-archive: services-up ## rental history archive: 300,000 live bookings into a 60,000-booking history, time and peak memory (one JSON line)
+	$(PY) -m tests.benchmarks.archive_bench

@@ -199,7 +199,8 @@ class Appender:
         if self._history_cancels:
             bookings = bookings.copy()
             rows = list(self._history_cancels)
-            bookings.loc[rows, "cancelled_at"] = pd.to_datetime(list(self._history_cancels.values()), utc=True)
+            at = pd.to_datetime(list(self._history_cancels.values()), utc=True)
+            bookings.iloc[rows, bookings.columns.get_loc("cancelled_at")] = at  # rows are positions
         if self._chunks:
             raw = pa.concat_tables(self._chunks).to_pandas()
             raw["cancelled_at"] = raw["booking_id"].map(self._new_cancels)
