@@ -76,7 +76,7 @@ def _partitions(client, x: np.ndarray, y: np.ndarray):
     worker (never through the scheduler's task graph), each row's label beside its features."""
     import dask.array as da
 
-    workers = sorted(client.scheduler_info()["workers"])
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
     bounds = np.linspace(0, len(x), len(workers) + 1).astype(int)
     xs, ys = [], []
     for worker, lo, hi in zip(workers, bounds[:-1], bounds[1:], strict=True):
@@ -118,7 +118,7 @@ def train_on_dask(
 
     params = {k: v for k, v in params.items() if k != "nthread"}  # each worker uses its own threads
     with dask_client(settings) as client:
-        workers = client.scheduler_info()["workers"]
+        workers = client.scheduler_info(n_workers=-1)["workers"]
         matrix = {"feature_names": names, "feature_types": types, "enable_categorical": True,
                   "max_bin": params["max_bin"]}  # fmt: skip
         dtrain = dxgb.DaskQuantileDMatrix(client, *_partitions(client, *train), **matrix)
