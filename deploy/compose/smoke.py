@@ -161,6 +161,16 @@ class Stack:
                                  + "\n".join(self.logs(s) for s in waiting))  # fmt: skip
             time.sleep(2)
 
+    def failures(self, services: list[str]) -> str:
+        """The logs of the services that stopped with an error, are unhealthy or restarting."""
+        failed = []
+        for service in services:
+            state = self.state(service) or {}
+            health = (state.get("Health") or {}).get("Status")
+            if state.get("ExitCode") or state.get("Restarting") or health == "unhealthy":
+                failed.append(self.logs(service))
+        return "\n".join(failed)
+
     def logs(self, service: str, lines: int = 40) -> str:
         return f"--- {service}\n" + self.run("logs", "--no-color", "--tail", str(lines), service,
                                              capture=True, check=False)  # fmt: skip
@@ -296,13 +306,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave the stack up (then: compose -p <project> down -v)")
     parser.add_argument("--project", default=f"rental-smoke-{os.getpid()}", help="compose project name")
+    parser.add_argument("--skip-project", action="store_true", help="use rental-app and rental-pricing as they are")
     parser.add_argument("--ready-timeout", type=float, default=900.0, help="seconds for the stack to become ready")
     args = parser.parse_args()
     started = time.monotonic()
     steps: dict[str, float] = {}
     seen: dict = {}
 
-    built = subprocess.run([sys.executable, str(HERE / "build_images.py")], cwd=REPO, check=True,
+    build = [sys.executable, str(HERE / "build_images.py"), *(["--skip-project"] if args.skip_project else [])]
+    built = subprocess.run(build, cwd=REPO, check=True,
                            stdout=subprocess.PIPE, text=True)  # fmt: skip
     images = json.loads(built.stdout.strip().splitlines()[-1])["images"]
     steps["images_s"] = round(time.monotonic() - started, 1)
@@ -315,7 +327,10 @@ def main() -> int:
     failed = None
     try:
         mark = time.monotonic()
-        stack.run("up", "-d", *services)
+        try:
+            stack.run("up", "-d", *services)
+        except SmokeError as exc:
+            raise SmokeError(f"{exc}\n{stack.failures(services)}") from None
         steps["up_s"] = round(time.monotonic() - mark, 1)
         mark = time.monotonic()
         stack.wait_ready(services, args.ready_timeout)

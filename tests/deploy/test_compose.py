@@ -78,7 +78,8 @@ def test_the_first_training_runs_the_demo_sequence_before_the_service_and_the_co
     assert steps == ["simulate history", "catalogue publish", "features backfill", "features apply",
                      "features materialize", "train"]  # fmt: skip
     recipe = re.search(r"^demo:.*\n((?:\t.*\n)+)", (REPO_ROOT / "Makefile").read_text(), re.M).group(1)
-    demo = [re.sub(r" --.*", "", line) for line in re.findall(r"^\t\$\(RENTAL\) (.+)$", recipe, re.M)]
+    commands = re.findall(r"^\t(?:\w+=\S+ )*\$\(RENTAL\) ([^#\n]+)", recipe, re.M)  # settings before it, comments after
+    demo = [re.sub(r" --.*", "", line).strip() for line in commands]
     assert [s for s in demo if s in steps] == steps  # the order of `make demo`
     for name in ("pricing", "features", "simulator", "monitor-check", "flows"):
         assert compose[name]["depends_on"]["init"]["condition"] == "service_completed_successfully", name
