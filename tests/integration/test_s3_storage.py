@@ -105,12 +105,13 @@ def _rows(day: date, hours: range, value: int) -> list[dict]:
 
 
 def _stored(settings: Settings, s3_server: str, bucket: str) -> list[str]:
-    """The offline store's files as found where they should be, relative to the store."""
+    """The offline store's files as found where they should be, relative to the store, in path order."""
     if settings.storage_uri:
         prefix = settings.storage_uri.removeprefix(f"s3://{bucket}/") + "/offline/"
-        return [k.removeprefix(prefix) for k in _objects(s3_server, bucket, prefix)]
-    root = settings.offline_dir
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        found = [k.removeprefix(prefix) for k in _objects(s3_server, bucket, prefix)]
+    else:
+        found = [p.relative_to(settings.offline_dir).as_posix() for p in settings.offline_dir.rglob("*") if p.is_file()]
+    return sorted(found, key=lambda path: path.split("/"))
 
 
 def test_checkpoint_files_land_whole_and_compaction_merges_the_closed_days(where, tmp_path, s3_server, bucket):
@@ -299,3 +300,78 @@ def test_a_tracking_server_keeps_the_artifacts_in_its_own_store(where, tmp_path,
     assert artifact_uri.startswith("mlflow-artifacts:/")
     names = _artifact_names(where, tmp_path / "mlflow-server", s3_server, bucket)
     assert {"MLmodel", BOOSTER_FILE} <= names, names
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory) -> Iterator[str]:
+    """A redis-server of this module's own on a free port (the live consumer empties its db)."""
+    from rental.servers.redis import binary
+
+    if binary() is None:
+        pytest.skip("redis-server is not installed")
+    root, port = tmp_path_factory.mktemp("redis"), free_port()
+    process = subprocess.Popen([binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(root),
+                                "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("redis-server did not start")
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_the_live_consumer_checkpoints_its_rows_into_the_store(where, tmp_path, settings, own_redis, s3_server,
+                                                               bucket):  # fmt: skip
+    """`rental stream features` as its own process, told only the environment: its checkpoints
+    append the stream's rows to the store, the same rows the batch backfill computes."""
+    from streaming.backfill import timeline
+    from streaming.events import to_us
+    from streaming.feature_store.offline import to_table
+    from streaming.features.pipeline import Catalogue, FeaturePipeline
+    from streaming.producer import make_producer, send_events
+    from streaming.simulator.history import simulate
+    from streaming.simulator.replay import history_events
+    from streaming.simulator.world import SimulationConfig
+    from tests.worlds.stream_world import make_world as make_stream_world
+
+    now = pd.Timestamp("2026-06-01", tz="UTC")
+    history = simulate(SimulationConfig(seed=5, items=60, bookings=1_500, end=now.date()))
+    env = {"RENTAL_STORAGE_URI": where["storage_uri"], "RENTAL_S3_ENDPOINT_URL": s3_server} if where else {}
+    base = settings.model_copy(update={"redis_url_env": own_redis})
+    world = make_stream_world(tmp_path, base, history, 0, RENTAL_STREAM_NOW=now.isoformat(),
+                              RENTAL_CHECKPOINT_EVERY_S="0.3", RENTAL_STREAM_MAX_POLL_RECORDS="200", **env)  # fmt: skip
+    try:
+        assert world.settings.offline_uri == (f"{world.settings.storage_uri}/offline" if where
+                                              else str(tmp_path / "offline"))  # fmt: skip
+        producer = make_producer(world.settings)
+        send_events(producer, world.settings.topic_bookings, history_events(history.bookings))
+        producer.close()
+        consumer = world.consumer("--until-idle", "4")
+        assert consumer.wait(timeout=400) == 0, world.logs()
+    finally:
+        world.remove_topics()
+
+    pipeline = FeaturePipeline(Catalogue.from_items(history.items))
+    events = timeline(history.bookings)
+    columns = ("kind", "event_id", "item_id", "customer_id", "time_us", "price_pence", "rental_days")
+    for args in zip(*(events[c].tolist() for c in columns), strict=True):
+        pipeline.process(*args)
+    pipeline.advance(to_us(now.to_pydatetime()))
+    expected = to_table("item_popularity", pipeline.take_rows()["item_popularity"]).to_pandas()
+
+    def rows(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.drop_duplicates().sort_values(["item_id", "event_timestamp"]).reset_index(drop=True)
+
+    streamed = read_view(world.settings, "item_popularity")
+    pd.testing.assert_frame_equal(rows(streamed), rows(expected))
+    files = view_files(world.settings, "item_popularity")
+    assert files == [f for f in _stored(world.settings, s3_server, bucket) if f.startswith("item_popularity/")]
+    assert len(files) > 1 and all(f.rsplit("/", 1)[1].startswith("items-") for f in files)  # the stage's checkpoints
