@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,9 +41,15 @@ INPUTS_LABEL = "org.rental-pricing.stand-in-inputs"
 BUILD_ENV = {**os.environ, "DOCKER_BUILDKIT": "0"}  # BuildKit fetches its Dockerfile frontend from a registry
 
 
-def compose_images(path: Path = COMPOSE_FILE) -> list[str]:
+def compose_images(path: Path = COMPOSE_FILE, env: dict[str, str] | None = None) -> list[str]:
+    """The images the compose file runs, its ``${VAR:-default}`` names resolved as compose does."""
     services = yaml.safe_load(path.read_text())["services"]
-    return sorted({service["image"] for service in services.values() if "image" in service})
+    return sorted({resolve(service["image"], env) for service in services.values() if "image" in service})
+
+
+def resolve(value: str, env: dict[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1)) or m.group(2), value)
 
 
 def stand_in_for(image: str) -> Path | None:

@@ -39,6 +39,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))  # the project's modules, run as a script from the virtualenv
 COMPOSE_FILE = REPO / "docker-compose.yml"
+
+from deploy.compose.build_images import resolve  # noqa: E402
+
 PORTS = {"KAFKA": 19092, "REDIS": 16379, "HTTP": 13000, "GRPC": 15051, "MLFLOW": 15000, "PREFECT": 14200,
          "PROMETHEUS": 19090, "GRAFANA": 13001}  # fmt: skip
 # A small history keeps the first training short; the defaults of docker-compose.yml are make demo's.
@@ -174,6 +177,22 @@ class Stack:
     def logs(self, service: str, lines: int = 40) -> str:
         return f"--- {service}\n" + self.run("logs", "--no-color", "--tail", str(lines), service,
                                              capture=True, check=False)  # fmt: skip
+
+
+PINNED = {"RENTAL_APP_IMAGE": "rental-app:latest", "RENTAL_PRICING_IMAGE": "rental-pricing:latest"}
+
+
+def pin_project_images(env: dict[str, str], project: str) -> list[str]:
+    """The project's images under a tag of this run (another repository, which no build prunes),
+    so a rebuild of :latest while the stack runs changes nothing in it."""
+    pinned = []
+    for variable, image in PINNED.items():
+        if variable not in env and image_present(image):
+            tag = f"rental-smoke/{image.split(':')[0]}:{project}"
+            subprocess.run(["docker", "tag", image, tag], check=True)
+            env[variable] = tag
+            pinned.append(tag)
+    return pinned
 
 
 def image_present(image: str) -> bool:
@@ -320,8 +339,9 @@ def main() -> int:
     steps["images_s"] = round(time.monotonic() - started, 1)
 
     env, ports = smoke_env()
+    pinned = pin_project_images(env, args.project)
     stack = Stack(args.project, env)
-    services = [name for name, s in stack.services.items() if image_present(s["image"])]
+    services = [name for name, s in stack.services.items() if image_present(resolve(s["image"], env))]
     left_out = sorted(set(stack.services) - set(services))
     result = {"compose": " ".join(stack.command[:-4]), "project": args.project, "left_out": left_out}
     failed = None
@@ -343,6 +363,8 @@ def main() -> int:
             mark = time.monotonic()
             stack.run("down", "-v", "--remove-orphans", check=False, capture=True)
             steps["down_s"] = round(time.monotonic() - mark, 1)
+            if pinned:
+                subprocess.run(["docker", "rmi", *pinned], capture_output=True)  # the tags; :latest keeps the image
     steps["total_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(result | {"ok": failed is None, "steps": steps, "images": images, "seen": seen}, default=str))
     if failed:
