@@ -29,6 +29,7 @@ from streaming.feature_store.offline import SCHEMAS, STREAM_COMPRESSION, compact
 from streaming.feature_store.store import FEATURE_SERVICE, feature_store
 from tests.model.conftest import make_world
 from tests.worlds.ports import free_port
+from tests.worlds.stream_world import wait_for
 from training.dataset import build_training_set, read_history
 from training.feature_spec import service_spec
 
@@ -36,6 +37,21 @@ pytestmark = pytest.mark.integration
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "rental-test", "AWS_SECRET_ACCESS_KEY": "rental-test-secret",
                "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
 POISON = 987_654
+
+
+def _listening(port: int, process: subprocess.Popen, what: str) -> None:
+    """Wait until ``process`` accepts connections on ``port``; fail at once if it exits."""
+
+    def up() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited ({process.returncode}) before listening on {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    wait_for(up, 60, f"{what} on port {port}")
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +62,7 @@ def s3_server(tmp_path_factory) -> Iterator[str]:
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto's S3 server did not start: {Path(log.name).read_text()}")
-                time.sleep(0.2)
+        _listening(port, server, f"moto's S3 server (log: {log.name})")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
@@ -313,15 +321,7 @@ def own_redis(tmp_path_factory) -> Iterator[str]:
     process = subprocess.Popen([binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(root),
                                 "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.1)
+        _listening(port, process, "redis-server")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()
