@@ -74,13 +74,20 @@ def history_sha256(directory: Path) -> dict[str, str]:
     return {p.name: file_sha256(p) if p.is_file() else MISSING for p in history_paths(directory)}
 
 
+# A package installed under another distribution's name (the lock has XGBoost's CPU-only wheel).
+DISTRIBUTIONS = {"xgboost": ("xgboost", "xgboost-cpu")}
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = MISSING
+        versions[name] = MISSING
+        for distribution in DISTRIBUTIONS.get(name, (name,)):
+            try:
+                versions[name] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return versions
 
 
