@@ -9,7 +9,7 @@ RENTAL := $(VENV)/bin/rental
 PYTEST_ARGS ?=
 
 .PHONY: help install python-deps system-deps services-up services-down services-status \
-        demo test test-unit test-integration lint format bench-kafka bench-stream train bench-train bench-reproduce bench-loop \
+        demo test test-unit test-integration lint format bench-kafka bench-stream train bench-train bench-reproduce bench-loop bench-dask-fit \
         serve bench-serve proto bento bento-requirements clean \
         docker-deps docker-base container k8s-deps k8s-validate compose-deps compose-images compose-smoke
 
@@ -135,6 +135,9 @@ compose-images: system-deps compose-deps container ## every image docker-compose
 
 compose-smoke: compose-images ## the compose stack up, one booking followed to Redis, the next quote and the monitor, then down (one JSON line)
 	$(PY) deploy/compose/smoke.py
+
+bench-dask-fit: services-up ## the boosting step local and on a 2-worker Dask cluster on one set: times and MAE (one JSON line)
+	$(PY) -m tests.benchmarks.dask_fit_bench
 
 bench-loop: services-up ## the loop on the demo's data: shift to retrain request, request to new champion, champion to the service (one JSON line)
 	$(PY) -m tests.benchmarks.loop_bench
