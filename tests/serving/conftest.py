@@ -11,10 +11,10 @@ import pytest
 
 from bento_service.protos import pricing_pb2_grpc
 from rental.servers.pricing import Served, start, stop
-from rental.servers.topics import admin_client, ensure_topics
 from rental.settings import Settings
 from tests.integration.conftest import local_services, settings  # noqa: F401  (the real services)
 from tests.worlds.serving_world import ServingWorld, build
+from tests.worlds.world_kafka import world_topics
 
 REDIS_DB = 13
 
@@ -33,12 +33,8 @@ def world(tmp_path_factory, settings: Settings) -> ServingWorld:  # noqa: F811
         "RENTAL_KAFKA_PORT": str(settings.kafka_port),
     }
     built = build(tmp_path_factory.mktemp("serving-world"), settings, REDIS_DB, **topics)
-    specs = built.settings.topic_specs()
-    with admin_client(settings.bootstrap_servers) as admin:
-        ensure_topics(admin, {name: (specs[name][0], 3600 * 1000) for name in specs})
-    yield built
-    with admin_client(settings.bootstrap_servers) as admin:
-        admin.delete_topics(list(specs), raise_errors=False)
+    with world_topics(settings.bootstrap_servers, built.settings):
+        yield built
 
 
 @pytest.fixture(scope="session")

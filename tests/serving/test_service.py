@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
@@ -214,25 +213,14 @@ def test_moving_the_alias_is_served_without_a_restart(world, served, http):
 
 def test_a_streamed_booking_reaches_the_next_quote(world, http):
     """Bookings of one item, through Kafka and the live feature consumer, move its next quote."""
-    from streaming.events import BookingCreated, encode
-    from streaming.producer import make_producer
+    from tests.worlds.world_kafka import send_bookings
 
     item = world.items[len(world.items) // 2]
     request = body(item, world.customers[3])
     before = http.post("/predict", json=request).json()
     consumer = _consumer(world)
     try:
-        producer = make_producer(world.settings)
-        now = datetime.now(UTC)
-        for n in range(12):
-            event = BookingCreated(
-                event_id=f"serve-{uuid.uuid4().hex}", booking_id=f"serve-{uuid.uuid4().hex[:12]}", item_id=item,
-                customer_id=world.customers[4], event_time=now + timedelta(milliseconds=n),
-                rental_start=date.fromisoformat(START), rental_days=3, price_per_day=150.0,
-            )  # fmt: skip
-            producer.send(world.settings.topic_bookings, key=item, value=encode(event))
-        producer.flush()
-        producer.close()
+        send_bookings(world.settings, item, world.customers[4], date.fromisoformat(START), tag="serve")
         after = wait_for(lambda: (q := http.post("/predict", json=request).json())["features_as_of"]
                          > before["features_as_of"] and q, 90, "the booking's features in the quote")  # fmt: skip
     finally:
