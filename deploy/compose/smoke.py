@@ -132,9 +132,12 @@ class Stack:
         ids = self.run("ps", "-q", service, capture=True, check=False).split()
         if not ids:
             return None
-        found = subprocess.run(["docker", "inspect", "--format", "{{json .State}}", ids[0]],
+        found = subprocess.run(["docker", "inspect", "--format", '{{json .State}} {{.RestartCount}}', ids[0]],
                                capture_output=True, text=True)  # fmt: skip
-        return json.loads(found.stdout) if found.returncode == 0 else None
+        if found.returncode != 0:
+            return None
+        state, restarts = found.stdout.rsplit(" ", 1)
+        return json.loads(state) | {"RestartCount": int(restarts)}
 
     def wait_ready(self, services: list[str], timeout_s: float) -> None:
         """One-shot services exited 0, services with a healthcheck healthy, the rest running."""
@@ -150,9 +153,9 @@ class Stack:
                     if state["ExitCode"] != 0:
                         raise SmokeError(f"{service} exited {state['ExitCode']}:\n{self.logs(service)}")
                     waiting.remove(service)
-                elif not one_shot and (state["Status"] in ("exited", "dead") or state.get("Restarting")):
-                    raise SmokeError(f"{service} stopped ({state['Status']}, exit {state['ExitCode']}):\n"
-                                     f"{self.logs(service)}")  # fmt: skip
+                elif not one_shot and (state["Status"] in ("exited", "dead") or state["RestartCount"]):
+                    raise SmokeError(f"{service} stopped or restarted ({state['Status']}, exit {state['ExitCode']}, "
+                                     f"{state['RestartCount']} restarts):\n{self.logs(service)}")  # fmt: skip
                 elif not one_shot and state["Status"] == "running":
                     health = (state.get("Health") or {}).get("Status")
                     if health == "unhealthy":
@@ -170,7 +173,7 @@ class Stack:
         for service in services:
             state = self.state(service) or {}
             health = (state.get("Health") or {}).get("Status")
-            if state.get("ExitCode") or state.get("Restarting") or health == "unhealthy":
+            if state.get("ExitCode") or state.get("RestartCount") or health == "unhealthy":
                 failed.append(self.logs(service))
         return "\n".join(failed)
 
