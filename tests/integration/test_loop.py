@@ -25,6 +25,7 @@ from tests.worlds.loop_world import champion as alias_version
 from tests.worlds.loop_world import loop_world, rental
 
 pytestmark = pytest.mark.integration
+WORLD_SERVICES = ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_a_candidate_that_fails_the_gate_is_not_served(world, tmp_path):
     from rental.servers import pricing as pricing_server
 
     champion = alias_version(world)
-    served = pricing_server.start({k: v for k, v in world.items() if k.startswith("RENTAL_") or k == "REDIS_URL"},
+    served = pricing_server.start({k: v for k, v in world.items() if k.startswith("RENTAL_") or k in WORLD_SERVICES},
                                   tmp_path / "bento.log")  # fmt: skip
     try:
         quote = _any_quote(world)

@@ -42,6 +42,9 @@ def loop_world(settings: Settings, data: Path, items: int = 2_000, bookings: int
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "PREFECT_HOME": str(data / "prefect"),
         "RENTAL_CONSUMER_GROUP_PREFIX": f"loop-{run}", "RENTAL_FLOW_REQUESTS_GROUP_ID": f"loop-{run}-flows",
         "RENTAL_HISTORY_ARCHIVE_GROUP_ID": f"loop-{run}-archive",
+        # Named, not derived: a test process whose MLflow was pointed elsewhere (mlflow.set_tracking_uri
+        # sets this variable) must not hand that to the world's service.
+        "MLFLOW_TRACKING_URI": f"sqlite:///{data}/mlflow/mlflow.db",
     } | {f"RENTAL_TOPIC_{name}": f"loop-{run}.{name.lower().replace('_', '-')}" for name in TOPICS}  # fmt: skip
     try:
         rental(env, "services", "up")  # the broker and Redis answer: it only makes this world's topics
@@ -59,7 +62,7 @@ def loop_world(settings: Settings, data: Path, items: int = 2_000, bookings: int
 def champion(env: dict[str, str]) -> str:
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{env['RENTAL_DATA_DIR']}/mlflow/mlflow.db")
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     return str(client.get_model_version_by_alias("rental-price", "champion").version)
 
 
