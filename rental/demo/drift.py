@@ -141,7 +141,7 @@ class Episode:
         self.window_s = settings.monitor_window_s
         self.stop = threading.Event()
         self.shifted = threading.Event()
-        self.counts = {"quotes": 0, "bookings": 0, "failed_quotes": 0}
+        self.counts = {"quotes": 0, "failed_quotes": 0}  # each quote is followed by its booking
         self.timings: dict[str, float] = {}
         self.last_request: dict = {}  # a quote request as the app sent it, to ask the service again later
         self.table = Table(title=f"the episode's windows ({self.window_s:g} s of event time each; bias: mean "
@@ -187,8 +187,8 @@ class Episode:
                     request = self._check(shift_at)
                     if request is not None:
                         self.timings["detect_s"] = time.time() - shift_at
-                    status.update(f"streaming: {self.counts['quotes']:,} quotes, {self.counts['bookings']:,} "
-                                  f"bookings; {'shifted' if self.shifted.is_set() else 'unshifted'} world")  # fmt: skip
+                    status.update(f"streaming: {self.counts['quotes']:,} quotes, each then booked; "
+                                  f"{'shifted' if self.shifted.is_set() else 'unshifted'} world")  # fmt: skip
             self.stop.set()
             app.join(timeout=30)
             console.print(self.table)
@@ -217,9 +217,11 @@ class Episode:
                 events = simulator.batch(datetime.now(UTC), max(due, 0))
                 made += max(due, 0)
                 booked = pool.map(lambda e: self._quote(http, e) if isinstance(e, BookingCreated) else e, events)
-                for event in booked:  # a booking whose quote failed is not made
-                    if event is not None:
-                        producer.send(self.settings.topic_bookings, key=event.item_id, value=encode(event))
+                for event, made_event in zip(events, booked, strict=True):  # counted here, in one thread
+                    if isinstance(event, BookingCreated):
+                        self.counts["quotes" if made_event is not None else "failed_quotes"] += 1
+                    if made_event is not None:  # a booking whose quote failed is not made
+                        producer.send(self.settings.topic_bookings, key=made_event.item_id, value=encode(made_event))
                 producer.flush()
                 time.sleep(0.05)
         pool.shutdown()
@@ -235,10 +237,8 @@ class Episode:
             ok = http.post("/predict", json=body).status_code == 200
         except Exception:  # a quote the app could not get: the customer books nothing, the demo goes on
             ok = False
-        self.counts["quotes" if ok else "failed_quotes"] += 1
         if not ok:
             return None
-        self.counts["bookings"] += 1
         return event.model_copy(update={"event_time": datetime.now(UTC)})
 
     # -- monitoring --------------------------------------------------------------------------
@@ -321,7 +321,7 @@ class Episode:
     def _summary(self, request: dict | None, retrain_from: dict, shift_at: float, started: float) -> dict:
         """What the episode made and caught; the request as read back from its topic."""
         c = self.counts
-        console.print(f"{c['quotes']:,} quotes and {c['bookings']:,} bookings in {time.time() - started:.0f} s"
+        console.print(f"{c['quotes']:,} quotes, each followed by its booking, in {time.time() - started:.0f} s"
                       + (f" ({c['failed_quotes']:,} quotes failed)" if c["failed_quotes"] else ""))  # fmt: skip
         if request is None:
             console.print("[red]no retrain request: the shift was not caught within "
